@@ -1,0 +1,2 @@
+//! The chat example (being written).
+fn main() {}

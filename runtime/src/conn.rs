@@ -1,0 +1,444 @@
+//! The connection context handed to handlers, and the handle that reaches a
+//! connection from any other task.
+//!
+//! This module owns the state a connection shares between its driver task
+//! and everyone else: the bounded send queue, the close request and the final
+//! outcome. It never touches the socket; the driver (`driver.rs`) does, and
+//! is woken through the waker stored here.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use async_tungstenite::tungstenite::http::HeaderMap;
+use event_listener::Event;
+
+use crate::close::{self, CloseCode, CloseOutcome};
+use crate::error::{Error, Result};
+use crate::extensions::Extensions;
+use crate::message::{Bytes, Message, Utf8Bytes};
+use crate::registry::Registry;
+
+/// A connection's identifier, unique for the life of its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    /// The number behind the id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Where a connection is in its life, as seen from outside the driver.
+#[derive(Debug)]
+enum Life {
+    /// Sends are queued and delivered.
+    Open,
+    /// `close()` was called; the driver has not picked the request up yet.
+    /// Sends already fail.
+    CloseRequested(CloseCode, String),
+    /// The driver is ending the connection (our Close is being sent, the
+    /// peer's Close was received, or the peer broke the protocol).
+    Closing,
+    /// The socket is closed; every `close()` caller gets this outcome.
+    Ended(CloseOutcome),
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Message>,
+    life: Life,
+    driver: Option<Waker>,
+}
+
+/// Everything about one connection that outlives a single handler call.
+pub(crate) struct Shared {
+    pub(crate) id: ConnId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) path: Arc<str>,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) subprotocol: Option<String>,
+    pub(crate) extensions: Mutex<Extensions>,
+    capacity: usize,
+    state: Mutex<State>,
+    /// Notified when queue room frees up or the connection stops accepting.
+    room: Event,
+    /// Notified once, when the outcome is known.
+    ended: Event,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a request put the connection's facts.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) id: ConnId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) path: Arc<str>,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) subprotocol: Option<String>,
+}
+
+impl Shared {
+    pub(crate) fn new(info: ConnInfo, capacity: usize) -> Self {
+        Shared {
+            id: info.id,
+            peer: info.peer,
+            path: info.path,
+            query: info.query,
+            headers: info.headers,
+            subprotocol: info.subprotocol,
+            extensions: Mutex::new(Extensions::new()),
+            capacity,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                life: Life::Open,
+                driver: None,
+            }),
+            room: Event::new(),
+            ended: Event::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half-written
+        // (every critical section is a few field assignments), so a poisoned
+        // lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `msg` if there is room. Gives it back when full.
+    fn try_push(&self, msg: Message) -> Result<(), (Message, Error)> {
+        let waker = {
+            let mut state = self.lock();
+            if !matches!(state.life, Life::Open) {
+                return Err((msg, Error::Closed));
+            }
+            if state.queue.len() >= self.capacity {
+                return Err((msg, Error::QueueFull));
+            }
+            state.queue.push_back(msg);
+            state.driver.clone()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    async fn push(&self, mut msg: Message) -> Result<()> {
+        // Try before listening: registering a listener allocates, and the
+        // queue is rarely full.
+        let mut listener = None;
+        loop {
+            match self.try_push(msg) {
+                Ok(()) => return Ok(()),
+                Err((_, Error::Closed)) => return Err(Error::Closed),
+                Err((back, _)) => msg = back,
+            }
+            match listener.take() {
+                Some(listener) => listener.await,
+                None => listener = Some(self.room.listen()),
+            }
+        }
+    }
+
+    /// Asks the driver to close with an already validated code and reason.
+    pub(crate) fn request_close(&self, code: CloseCode, reason: String) {
+        let waker = {
+            let mut state = self.lock();
+            if !matches!(state.life, Life::Open) {
+                return;
+            }
+            state.life = Life::CloseRequested(code, reason);
+            state.driver.clone()
+        };
+        // Senders waiting for room must now fail with `Closed`.
+        self.room.notify(usize::MAX);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    async fn outcome(&self) -> CloseOutcome {
+        let mut listener = None;
+        loop {
+            if let Life::Ended(outcome) = self.lock().life {
+                return outcome;
+            }
+            match listener.take() {
+                Some(listener) => listener.await,
+                None => listener = Some(self.ended.listen()),
+            }
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self.lock().life, Life::Open)
+    }
+
+    // ---- driver side ----
+
+    /// Stores the driver's waker; called at the top of every driver poll.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut state = self.lock();
+        match &mut state.driver {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Takes a pending `close()` request; the connection is `Closing` after.
+    pub(crate) fn take_close_request(&self) -> Option<(CloseCode, String)> {
+        let mut state = self.lock();
+        if !matches!(state.life, Life::CloseRequested(..)) {
+            return None;
+        }
+        match std::mem::replace(&mut state.life, Life::Closing) {
+            Life::CloseRequested(code, reason) => Some((code, reason)),
+            _ => None,
+        }
+    }
+
+    /// The driver is ending the connection on its own account (peer close,
+    /// protocol error, failed socket): sends fail from now on.
+    pub(crate) fn mark_closing(&self) {
+        let mut state = self.lock();
+        if matches!(state.life, Life::Open | Life::CloseRequested(..)) {
+            state.life = Life::Closing;
+            drop(state);
+            self.room.notify(usize::MAX);
+        }
+    }
+
+    /// Whether messages are waiting in the send queue.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.lock().queue.is_empty()
+    }
+
+    /// The next queued message, freeing a slot.
+    pub(crate) fn pop(&self) -> Option<Message> {
+        let msg = self.lock().queue.pop_front();
+        if msg.is_some() {
+            self.room.notify(1);
+        }
+        msg
+    }
+
+    /// Publishes the outcome: releases every `close()` caller and every
+    /// waiting sender, and drops whatever is still queued. Idempotent.
+    pub(crate) fn finish(&self, outcome: CloseOutcome) {
+        let dropped = {
+            let mut state = self.lock();
+            if matches!(state.life, Life::Ended(_)) {
+                return;
+            }
+            state.life = Life::Ended(outcome);
+            state.driver = None;
+            std::mem::take(&mut state.queue)
+        };
+        drop(dropped);
+        self.room.notify(usize::MAX);
+        self.ended.notify(usize::MAX);
+    }
+}
+
+/// A cheap, clonable reference to a connection, usable from any task.
+///
+/// A handle can send and close; it does not keep the socket open. Once the
+/// connection has ended, `send` fails with [`Error::Closed`] and `close`
+/// returns the outcome the connection ended with.
+///
+/// # Examples
+///
+/// Close a connection from a timer task:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wharf::{CloseCode, Conn};
+///
+/// fn expire_later(conn: &Conn) {
+///     let handle = conn.handle();
+///     async_std::task::spawn(async move {
+///         async_std::task::sleep(Duration::from_secs(3600)).await;
+///         let _ = handle.close(CloseCode::POLICY_VIOLATION, "Session expired").await;
+///     });
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.shared.id)
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl Handle {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.shared.id
+    }
+
+    /// The route path the connection was accepted on.
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    /// The peer's socket address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// Whether the connection still accepts messages (no close has begun).
+    pub fn is_open(&self) -> bool {
+        self.shared.is_open()
+    }
+
+    /// Queues a message, waiting for room in the send queue when it is full.
+    ///
+    /// Resolves once the message is queued; messages are written in the
+    /// order they were queued, and every message queued before a `close()`
+    /// is written before the Close frame. Fails with [`Error::Closed`] once a
+    /// close has begun, from either side.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.shared.push(msg.into()).await
+    }
+
+    /// Queues a message without waiting: [`Error::QueueFull`] when there is
+    /// no room, [`Error::Closed`] once a close has begun.
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.shared.try_push(msg.into()).map_err(|(_, err)| err)
+    }
+
+    /// Queues a text message; see [`send`](Self::send).
+    pub async fn text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a binary message; see [`send`](Self::send).
+    pub async fn binary(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Runs the closing handshake (RFC 6455 section 7) and waits for it.
+    ///
+    /// 1. `code` must be sendable (see [`CloseCode::is_sendable`]), else
+    ///    [`Error::InvalidCloseCode`] and nothing happens. A `reason` longer
+    ///    than 123 bytes is cut at the last UTF-8 character boundary that fits.
+    /// 2. Messages queued before this call are written first, then exactly
+    ///    one Close frame; `send` fails from now on.
+    /// 3. The connection keeps reading, discarding data, until the peer's
+    ///    Close arrives; then the server closes the TCP stream first. If the
+    ///    peer does not answer within the close timeout
+    ///    ([`Config::close_timeout`](crate::Config::close_timeout)), the
+    ///    socket is shut down anyway.
+    ///
+    /// Idempotent and safe from any task, including the connection's own
+    /// handlers: a second call, concurrent or later, sends nothing and gets
+    /// the same outcome as the first. When the connection already ended (the
+    /// peer closed first), returns the outcome it ended with.
+    pub async fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseOutcome> {
+        let (code, reason) = close::validate(code.into(), reason)?;
+        self.shared.request_close(code, reason);
+        Ok(self.shared.outcome().await)
+    }
+}
+
+/// The context every handler receives: the request that opened the
+/// connection, per-connection data, and (through [`Deref`] to [`Handle`])
+/// `send`, `close` and the rest of a handle's methods.
+#[derive(Debug)]
+pub struct Conn {
+    handle: Handle,
+    registry: Registry,
+}
+
+impl Deref for Conn {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(shared: Arc<Shared>, registry: Registry) -> Self {
+        Conn {
+            handle: Handle { shared },
+            registry,
+        }
+    }
+
+    /// A clonable handle to this connection for other tasks.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The first value of query parameter `key`, percent-decoded.
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.handle
+            .shared
+            .query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every query parameter in request order, percent-decoded.
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.handle.shared.query
+    }
+
+    /// The headers of the upgrade request.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.handle.shared.headers
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.handle.shared.subprotocol.as_deref()
+    }
+
+    /// Typed per-connection data. Its values are dropped when the connection
+    /// ends, right after the close handler returns.
+    ///
+    /// The returned guard locks the map: do not hold it across an `.await`.
+    pub fn extensions(&self) -> MutexGuard<'_, Extensions> {
+        self.handle
+            .shared
+            .extensions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server's registry of live connections.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

@@ -1,0 +1,603 @@
+//! The connection driver: one task per connection that owns the socket.
+//!
+//! It reads frames, writes the send queue, runs the route's handlers one at a
+//! time, and carries every end of the connection through the closing
+//! handshake of RFC 6455 section 7. Handler futures are polled inside the
+//! same task as the socket, so a handler awaiting `close()` never blocks the
+//! reads that complete the handshake. The [`Phase`] enum is the document of
+//! the lifecycle; everything else is bookkeeping.
+//!
+//! The driver must never send a data frame after its Close frame, never send
+//! 1005/1006/1015, and never wait on the peer without a deadline.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use async_tungstenite::tungstenite::protocol::frame::{coding, CloseFrame};
+use async_tungstenite::tungstenite::Message as Frame;
+use async_tungstenite::WebSocketStream;
+use futures_util::{AsyncRead, Sink, Stream};
+
+use crate::close::{CloseCode, CloseOutcome, Closed, Initiator};
+use crate::conn::Conn;
+use crate::error::Result;
+use crate::handler::{BoxFuture, DynHandler};
+use crate::message::Message;
+use crate::rt::{self, TcpStream};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Per-connection settings the driver needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) close_timeout: Duration,
+    pub(crate) inbound_queue: usize,
+}
+
+/// Where the connection is in its closing handshake.
+#[derive(Debug)]
+enum Phase {
+    /// Both directions open: messages flow, handlers run.
+    Open,
+    /// We are closing: queued messages are flushed, then our Close frame
+    /// (`sent` once it is written); data from the peer is discarded until
+    /// its Close arrives or the deadline passes.
+    ClosingByUs {
+        code: CloseCode,
+        reason: String,
+        sent: bool,
+    },
+    /// The peer's Close arrived and tungstenite queued the echo; we flush it,
+    /// then close the TCP stream.
+    ClosedByPeer { code: CloseCode, reason: String },
+    /// The peer broke the protocol: our Close frame is flushed, the write half
+    /// shut down, and the rest of the stream read and discarded until EOF or
+    /// the deadline, so our Close is not lost to a TCP reset.
+    Failing {
+        code: CloseCode,
+        reason: String,
+        sent: bool,
+        shut: bool,
+    },
+    /// The socket is closed; the driver waits for the running handler.
+    Terminated,
+}
+
+/// How the socket ended, recorded when the driver enters `Terminated`.
+#[derive(Debug)]
+struct End {
+    code: CloseCode,
+    reason: String,
+    initiator: Initiator,
+    clean: bool,
+    outcome: CloseOutcome,
+}
+
+pub(crate) struct Driver<'c> {
+    conn: &'c Conn,
+    handler: &'c dyn DynHandler,
+    ws: Option<Ws>,
+    phase: Phase,
+    limits: Limits,
+    deadline: Option<rt::Deadline>,
+    running: Option<BoxFuture<'c, Result<()>>>,
+    inbox: VecDeque<Message>,
+    unflushed: bool,
+    started: Instant,
+    messages_in: u64,
+    messages_out: u64,
+    end: Option<End>,
+}
+
+impl<'c> Driver<'c> {
+    pub(crate) fn new(conn: &'c Conn, handler: &'c dyn DynHandler, ws: Ws, limits: Limits) -> Self {
+        Driver {
+            conn,
+            handler,
+            ws: Some(ws),
+            phase: Phase::Open,
+            limits,
+            deadline: None,
+            running: Some(handler.connect(conn)),
+            inbox: VecDeque::new(),
+            unflushed: false,
+            started: Instant::now(),
+            messages_in: 0,
+            messages_out: 0,
+            end: None,
+        }
+    }
+
+    /// Drives the connection until its socket is closed and the last
+    /// handler has returned; returns what the close handler is told.
+    pub(crate) async fn run(mut self) -> Closed {
+        poll_fn(|cx| self.poll_drive(cx)).await;
+        let end = self.end.take().unwrap_or(End {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            initiator: Initiator::Abnormal,
+            clean: false,
+            outcome: CloseOutcome::PeerGone,
+        });
+        Closed {
+            code: end.code,
+            reason: end.reason,
+            initiator: end.initiator,
+            clean: end.clean,
+            outcome: end.outcome,
+            duration: self.started.elapsed(),
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+        }
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.conn.shared;
+        shared.set_waker(cx.waker());
+        loop {
+            let mut progress = self.poll_handler(cx);
+            if matches!(self.phase, Phase::Open) {
+                if let Some((code, reason)) = shared.take_close_request() {
+                    self.begin_close(code, reason);
+                    progress = true;
+                }
+            }
+            progress |= match self.phase {
+                Phase::Open => self.poll_open(cx),
+                Phase::ClosingByUs { .. } => self.poll_closing_by_us(cx),
+                Phase::ClosedByPeer { .. } => self.poll_closed_by_peer(cx),
+                Phase::Failing { .. } => self.poll_failing(cx),
+                Phase::Terminated => false,
+            };
+            if let Phase::Terminated = self.phase {
+                if self.running.is_none() && self.inbox.is_empty() {
+                    return Poll::Ready(());
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Polls the running handler; starts the next message's handler when
+    /// idle. Returns whether anything happened.
+    fn poll_handler(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            if let Some(running) = self.running.as_mut() {
+                match running.as_mut().poll(cx) {
+                    Poll::Pending => return progress,
+                    Poll::Ready(result) => {
+                        self.running = None;
+                        progress = true;
+                        if let Err(err) = result {
+                            tracing::error!(
+                                id = %self.conn.id(),
+                                path = %self.conn.path(),
+                                error = %err,
+                                "handler failed; closing with 1011"
+                            );
+                            self.conn
+                                .shared
+                                .request_close(CloseCode::INTERNAL_ERROR, "Internal error".into());
+                        }
+                    }
+                }
+            }
+            match self.inbox.pop_front() {
+                Some(msg) => {
+                    self.running = Some(self.handler.message(self.conn, msg));
+                    progress = true;
+                }
+                None => return progress,
+            }
+        }
+    }
+
+    fn ws(&mut self) -> Pin<&mut Ws> {
+        Pin::new(self.ws.as_mut().expect("socket is open until Terminated"))
+    }
+
+    fn begin_close(&mut self, code: CloseCode, reason: String) {
+        // The server decided to end: messages not yet handed to the handler
+        // are dropped with the rest of the conversation.
+        self.inbox.clear();
+        self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
+        self.phase = Phase::ClosingByUs {
+            code,
+            reason,
+            sent: false,
+        };
+    }
+
+    /// Starts failing the connection because the peer broke the protocol.
+    fn fail(&mut self, code: CloseCode, reason: &str, err: &WsError) {
+        tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
+        self.conn.shared.mark_closing();
+        self.inbox.clear();
+        self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
+        self.phase = Phase::Failing {
+            code,
+            reason: reason.to_owned(),
+            sent: false,
+            shut: false,
+        };
+    }
+
+    /// Closes the socket and publishes the outcome to `close()` callers.
+    fn terminate(&mut self, end: End) {
+        self.ws = None;
+        self.deadline = None;
+        self.phase = Phase::Terminated;
+        self.conn.shared.finish(end.outcome);
+        self.conn.registry().remove(self.conn.id());
+        log_end(
+            self.conn,
+            &end,
+            self.started.elapsed(),
+            self.messages_in,
+            self.messages_out,
+        );
+        self.end = Some(end);
+    }
+
+    fn abnormal(&mut self) {
+        self.conn.shared.mark_closing();
+        self.terminate(End {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            initiator: Initiator::Abnormal,
+            clean: false,
+            outcome: CloseOutcome::PeerGone,
+        });
+    }
+
+    /// Writes queued messages and flushes. `Err` when the socket failed.
+    fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> std::result::Result<bool, ()> {
+        let mut progress = false;
+        loop {
+            match self.ws().poll_ready(cx) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Err(_)) => return Err(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            let Some(msg) = self.conn.shared.pop() else {
+                break;
+            };
+            if self.ws().start_send(msg.into_frame_message()).is_err() {
+                return Err(());
+            }
+            self.messages_out += 1;
+            self.unflushed = true;
+            progress = true;
+        }
+        self.poll_flush(cx).map(|flushed| progress | flushed)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> std::result::Result<bool, ()> {
+        if !self.unflushed {
+            return Ok(false);
+        }
+        match self.ws().poll_flush(cx) {
+            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Ok(true)
+            }
+            Poll::Ready(Err(_)) => Err(()),
+        }
+    }
+
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> bool {
+        let Ok(mut progress) = self.poll_write_queue(cx) else {
+            self.abnormal();
+            return true;
+        };
+        while self.inbox.len() < self.limits.inbound_queue {
+            match self.ws().poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(frame))) => {
+                    progress = true;
+                    match frame {
+                        Frame::Text(text) => self.receive(Message::Text(text)),
+                        Frame::Binary(data) => self.receive(Message::Binary(data)),
+                        // tungstenite queued the pong; it goes out with the
+                        // next read or flush.
+                        Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_) => {}
+                        Frame::Close(frame) => {
+                            self.conn.shared.mark_closing();
+                            let (code, reason) = split_frame(frame);
+                            self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
+                            self.phase = Phase::ClosedByPeer { code, reason };
+                            // The echo is flushed by `poll_closed_by_peer`.
+                            self.unflushed = true;
+                            return true;
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    match classify(&err) {
+                        Some((code, reason)) => self.fail(code, reason, &err),
+                        None => self.abnormal(),
+                    }
+                    return true;
+                }
+                Poll::Ready(None) => {
+                    self.abnormal();
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+
+    fn receive(&mut self, msg: Message) {
+        self.messages_in += 1;
+        self.inbox.push_back(msg);
+    }
+
+    fn poll_closing_by_us(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        if let Phase::ClosingByUs { sent: false, .. } = self.phase {
+            match self.poll_send_close(cx) {
+                Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
+                Ok(p) => progress |= p,
+            }
+        }
+        match self.poll_flush(cx) {
+            Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
+            Ok(p) => progress |= p,
+        }
+        loop {
+            match self.ws().poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
+                    let Phase::ClosingByUs { code, reason, sent } = &mut self.phase else {
+                        return true;
+                    };
+                    if *sent {
+                        let (code, reason) = (*code, std::mem::take(reason));
+                        // Both Close frames exchanged: the server closes TCP first.
+                        self.terminate(End {
+                            code,
+                            reason,
+                            initiator: Initiator::Server,
+                            clean: true,
+                            outcome: CloseOutcome::Clean,
+                        });
+                    } else {
+                        // The peer's Close arrived while our queue was still
+                        // flushing: the peer closed first; tungstenite echoes it.
+                        let (code, reason) = split_frame(frame);
+                        self.phase = Phase::ClosedByPeer { code, reason };
+                        self.unflushed = true;
+                    }
+                    return true;
+                }
+                // Data after our Close is discarded (RFC 6455 section 1.4).
+                Poll::Ready(Some(Ok(_))) => progress = true,
+                Poll::Ready(Some(Err(_)) | None) => {
+                    return self.closing_failed(CloseOutcome::PeerGone);
+                }
+            }
+        }
+        progress | self.poll_deadline(cx)
+    }
+
+    /// Writes what was queued before `close()`, then our one Close frame.
+    fn poll_send_close(&mut self, cx: &mut Context<'_>) -> std::result::Result<bool, ()> {
+        let mut progress = self.poll_write_queue(cx)?;
+        if self.conn.shared.has_queued() {
+            return Ok(progress);
+        }
+        match self.ws().poll_ready(cx) {
+            Poll::Pending => return Ok(progress),
+            Poll::Ready(Err(_)) => return Err(()),
+            Poll::Ready(Ok(())) => {}
+        }
+        let Phase::ClosingByUs { code, reason, sent } = &mut self.phase else {
+            return Ok(progress);
+        };
+        let frame = close_frame(*code, reason);
+        *sent = true;
+        self.ws()
+            .start_send(Frame::Close(Some(frame)))
+            .map_err(drop)?;
+        self.unflushed = true;
+        progress = true;
+        Ok(progress)
+    }
+
+    /// Ends a server-initiated close that did not complete.
+    fn closing_failed(&mut self, outcome: CloseOutcome) -> bool {
+        let (code, reason) = match &mut self.phase {
+            Phase::ClosingByUs { code, reason, .. } | Phase::Failing { code, reason, .. } => {
+                (*code, std::mem::take(reason))
+            }
+            _ => (CloseCode::ABNORMAL, String::new()),
+        };
+        self.terminate(End {
+            code,
+            reason,
+            initiator: Initiator::Server,
+            clean: false,
+            outcome,
+        });
+        true
+    }
+
+    /// True (and the connection ended) when the close deadline has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        let expired = self
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.poll_expired(cx).is_ready());
+        if !expired {
+            return false;
+        }
+        if let Phase::ClosedByPeer { code, reason } = &mut self.phase {
+            let (code, reason) = (*code, std::mem::take(reason));
+            self.terminate(End {
+                code,
+                reason,
+                initiator: Initiator::Client,
+                clean: false,
+                outcome: CloseOutcome::TimedOut,
+            });
+            return true;
+        }
+        self.closing_failed(CloseOutcome::TimedOut)
+    }
+
+    fn poll_closed_by_peer(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.poll_flush(cx) {
+            Ok(true) => {
+                let Phase::ClosedByPeer { code, reason } = &mut self.phase else {
+                    return true;
+                };
+                let (code, reason) = (*code, std::mem::take(reason));
+                self.terminate(End {
+                    code,
+                    reason,
+                    initiator: Initiator::Client,
+                    clean: true,
+                    outcome: CloseOutcome::Clean,
+                });
+                true
+            }
+            Ok(false) => self.poll_deadline(cx),
+            Err(()) => {
+                let Phase::ClosedByPeer { code, reason } = &mut self.phase else {
+                    return true;
+                };
+                let (code, reason) = (*code, std::mem::take(reason));
+                self.terminate(End {
+                    code,
+                    reason,
+                    initiator: Initiator::Client,
+                    clean: false,
+                    outcome: CloseOutcome::PeerGone,
+                });
+                true
+            }
+        }
+    }
+
+    fn poll_failing(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let Phase::Failing {
+            code,
+            reason,
+            sent,
+            shut,
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        if !*sent {
+            let frame = close_frame(*code, reason);
+            *sent = true;
+            let ws = Pin::new(self.ws.as_mut().expect("socket is open until Terminated"));
+            // tungstenite refuses a Close when one was already exchanged;
+            // then there is nothing more to say.
+            let _ = ws.start_send(Frame::Close(Some(frame)));
+            self.unflushed = true;
+            progress = true;
+        }
+        if !*shut {
+            match self.poll_flush(cx) {
+                Ok(false) if self.unflushed => return progress | self.poll_deadline(cx),
+                Ok(_) | Err(()) => {}
+            }
+            if let Phase::Failing { shut, .. } = &mut self.phase {
+                *shut = true;
+            }
+            let _ = self
+                .ws
+                .as_ref()
+                .expect("socket is open until Terminated")
+                .get_ref()
+                .shutdown(std::net::Shutdown::Write);
+            progress = true;
+        }
+        let mut scratch = [0u8; 512];
+        loop {
+            let stream = self
+                .ws
+                .as_mut()
+                .expect("socket is open until Terminated")
+                .get_mut();
+            match Pin::new(stream).poll_read(cx, &mut scratch) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0) | Err(_)) => return self.closing_failed(CloseOutcome::PeerGone),
+                Poll::Ready(Ok(_)) => progress = true,
+            }
+        }
+        progress | self.poll_deadline(cx)
+    }
+}
+
+/// The Close code and reason for an error reading from the peer, or `None`
+/// when the stream simply ended or failed (reported as 1006, nothing sent).
+fn classify(err: &WsError) -> Option<(CloseCode, &'static str)> {
+    match err {
+        WsError::Utf8(_) => Some((CloseCode::INVALID_PAYLOAD, "Invalid UTF-8")),
+        WsError::Capacity(_) => Some((CloseCode::MESSAGE_TOO_BIG, "Message too big")),
+        WsError::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing,
+        ) => None,
+        WsError::Protocol(_) => Some((CloseCode::PROTOCOL_ERROR, "Protocol error")),
+        WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+        _ => Some((CloseCode::PROTOCOL_ERROR, "Protocol error")),
+    }
+}
+
+fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code: coding::CloseCode::from(code.as_u16()),
+        reason: reason.into(),
+    }
+}
+
+/// The code and reason of a peer's Close frame; 1005 for one without a code.
+fn split_frame(frame: Option<CloseFrame>) -> (CloseCode, String) {
+    match frame {
+        Some(frame) => (
+            CloseCode::from(u16::from(frame.code)),
+            frame.reason.as_str().to_owned(),
+        ),
+        None => (CloseCode::NO_STATUS, String::new()),
+    }
+}
+
+/// The one structured event per connection end.
+fn log_end(conn: &Conn, end: &End, duration: Duration, messages_in: u64, messages_out: u64) {
+    macro_rules! event {
+        ($level:ident) => {
+            tracing::$level!(
+                id = %conn.id(),
+                peer = %conn.peer_addr(),
+                path = %conn.path(),
+                code = end.code.as_u16(),
+                reason = %end.reason,
+                initiator = %end.initiator,
+                clean = end.clean,
+                outcome = %end.outcome,
+                duration_ms = duration.as_millis() as u64,
+                messages_in,
+                messages_out,
+                "connection closed"
+            )
+        };
+    }
+    if end.clean {
+        event!(info);
+    } else {
+        event!(warn);
+    }
+}

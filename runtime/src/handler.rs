@@ -1,0 +1,126 @@
+//! The trait the router calls, and its object-safe twin.
+//!
+//! Users implement [`Handler`] with plain `async fn`s (or, with the macro
+//! crate, annotate free functions); the server stores routes as
+//! `Arc<dyn DynHandler>`, which boxes each call's future. Nothing here runs
+//! anything: the driver decides when each method is called.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+
+use futures_util::FutureExt;
+
+use crate::close::Closed;
+use crate::conn::Conn;
+use crate::error::{Error, Result};
+use crate::message::Message;
+
+/// The events of one route.
+///
+/// For each connection the server calls `on_connect` once after the upgrade,
+/// then `on_message` for each message in arrival order (never two at once),
+/// then `on_close` exactly once, whoever ended the connection. While a
+/// handler awaits, the connection keeps answering pings and reading the
+/// peer's Close, so `conn.close()` inside a handler completes.
+///
+/// An `Err` from `on_connect` or `on_message` is logged with the connection
+/// id and closes the connection with 1011 "Internal error" (the error text is
+/// not sent to the peer).
+///
+/// Every method has a default: accept, ignore messages, do nothing on close.
+///
+/// # Examples
+///
+/// ```
+/// use wharf::{CloseCode, Closed, Conn, Handler, Message};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     async fn on_connect(&self, conn: &Conn) -> wharf::Result<()> {
+///         if conn.query("token") != Some("secret") {
+///             conn.close(CloseCode::POLICY_VIOLATION, "Invalid authentication").await?;
+///         }
+///         Ok(())
+///     }
+///
+///     async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
+///         conn.send(msg).await
+///     }
+///
+///     async fn on_close(&self, conn: &Conn, closed: &Closed) {
+///         tracing::info!(id = %conn.id(), code = %closed.code, "left");
+///     }
+/// }
+///
+/// let server = wharf::Server::new().route("/echo", Echo);
+/// # drop(server);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a wharf handler",
+    note = "implement `wharf::Handler` for it (each method is an `async fn` with a default)"
+)]
+pub trait Handler: Send + Sync + 'static {
+    /// Runs once, right after the upgrade. May call `conn.close()`.
+    fn on_connect(&self, conn: &Conn) -> impl Future<Output = Result<()>> + Send {
+        let _ = conn;
+        async { Ok(()) }
+    }
+
+    /// Runs for each text or binary message, one at a time.
+    fn on_message(&self, conn: &Conn, msg: Message) -> impl Future<Output = Result<()>> + Send {
+        let _ = (conn, msg);
+        async { Ok(()) }
+    }
+
+    /// Runs exactly once when the connection has ended, after its socket is
+    /// closed and it has left the registry. Sending fails here.
+    fn on_close(&self, conn: &Conn, closed: &Closed) -> impl Future<Output = ()> + Send {
+        let _ = (conn, closed);
+        async {}
+    }
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Handler`] with boxed futures, so routes can hold different handler
+/// types.
+pub(crate) trait DynHandler: Send + Sync {
+    fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>>;
+    fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>>;
+    fn close<'a>(&'a self, conn: &'a Conn, closed: &'a Closed) -> BoxFuture<'a, ()>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>> {
+        Box::pin(contain(self.on_connect(conn)))
+    }
+
+    fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>> {
+        Box::pin(contain(self.on_message(conn, msg)))
+    }
+
+    fn close<'a>(&'a self, conn: &'a Conn, closed: &'a Closed) -> BoxFuture<'a, ()> {
+        let id = conn.id();
+        Box::pin(async move {
+            if let Err(err) = contain(async {
+                self.on_close(conn, closed).await;
+                Ok(())
+            })
+            .await
+            {
+                tracing::error!(%id, error = %err, "close handler failed");
+            }
+        })
+    }
+}
+
+/// Turns a panic inside a handler into an error, so one connection's bug
+/// closes that connection (1011) instead of unwinding through its driver.
+async fn contain(future: impl Future<Output = Result<()>>) -> Result<()> {
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => Err(Error::handler("handler panicked")),
+    }
+}

@@ -1,0 +1,126 @@
+//! The server's table of live connections.
+//!
+//! A connection is in the registry from the moment its upgrade completes
+//! until its socket is closed; the driver removes it before the close
+//! handler runs, so the registry never holds a finished connection. The
+//! registry holds handles only: it never keeps a socket or a task alive.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::future::join_all;
+
+use crate::close::{CloseCode, CloseOutcome};
+use crate::conn::{ConnId, Handle};
+use crate::error::Result;
+use crate::message::Message;
+
+/// Live connections of one server: count, look up, broadcast, close.
+///
+/// Cloning is cheap; every clone sees the same table.
+#[derive(Clone, Default)]
+pub struct Registry {
+    map: Arc<Mutex<HashMap<ConnId, Handle>>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("count", &self.count())
+            .finish()
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, Handle>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn insert(&self, handle: Handle) {
+        self.lock().insert(handle.id(), handle);
+    }
+
+    pub(crate) fn remove(&self, id: ConnId) {
+        let removed = self.lock().remove(&id);
+        drop(removed);
+    }
+
+    /// Number of live connections.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The connection with this id, if it is still live.
+    pub fn get(&self, id: ConnId) -> Option<Handle> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// A snapshot of every live connection, in no particular order.
+    pub fn handles(&self) -> Vec<Handle> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Queues `msg` on every open connection of route `path` without
+    /// waiting, and returns how many took it.
+    ///
+    /// A connection whose send queue is full does not get the message (and
+    /// is not counted): one slow reader never stalls a broadcast. The
+    /// message is shared, not copied, between connections.
+    pub fn broadcast(&self, path: &str, msg: impl Into<Message>) -> usize {
+        let msg = msg.into();
+        let targets: Vec<Handle> = self
+            .lock()
+            .values()
+            .filter(|h| h.path() == path)
+            .cloned()
+            .collect();
+        targets
+            .iter()
+            .filter(|h| h.try_send(msg.clone()).is_ok())
+            .count()
+    }
+
+    /// Closes connection `id`; `None` when it is not live.
+    pub async fn close(
+        &self,
+        id: ConnId,
+        code: impl Into<CloseCode>,
+        reason: &str,
+    ) -> Option<Result<CloseOutcome>> {
+        let handle = self.get(id)?;
+        Some(handle.close(code, reason).await)
+    }
+
+    /// Closes every live connection at once and waits for all handshakes
+    /// (each bounded by the close timeout). Returns how many ended with each
+    /// outcome.
+    pub async fn close_all(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseCounts> {
+        let code = code.into();
+        // Validate once, so an invalid code is an error rather than N errors.
+        crate::close::validate(code, reason)?;
+        let handles = self.handles();
+        let outcomes = join_all(handles.iter().map(|h| h.close(code, reason))).await;
+        let mut counts = CloseCounts::default();
+        for outcome in outcomes.into_iter().flatten() {
+            match outcome {
+                CloseOutcome::Clean => counts.clean += 1,
+                CloseOutcome::TimedOut => counts.timed_out += 1,
+                CloseOutcome::PeerGone => counts.peer_gone += 1,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// How the connections closed by [`Registry::close_all`] ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseCounts {
+    /// Handshakes that completed.
+    pub clean: usize,
+    /// Peers that did not answer within the close timeout.
+    pub timed_out: usize,
+    /// Peers whose stream failed before the handshake completed.
+    pub peer_gone: usize,
+}

@@ -1,0 +1,60 @@
+//! The async runtime, in one place.
+//!
+//! Every call Wharf makes into its executor, timers and sockets goes through
+//! this module: spawning tasks, sleeping, deadlines, the TCP listener and
+//! stream types. Today that runtime is async-std (whose reactor and timers are
+//! async-io's). async-std is discontinued upstream in favour of smol, so this
+//! module is the one file to change when the runtime moves; no other module may
+//! name `async_std` or `async_io`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+pub(crate) use async_std::net::{TcpListener, TcpStream};
+
+/// Runs `future` on the executor in the background; it is detached.
+pub(crate) fn spawn<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    drop(async_std::task::spawn(future));
+}
+
+/// Binds a TCP listener to the first address that works.
+pub(crate) async fn bind(addrs: Vec<SocketAddr>) -> io::Result<TcpListener> {
+    TcpListener::bind(&addrs[..]).await
+}
+
+/// Runs `future` for at most `limit`; `None` when the limit ran out first.
+pub(crate) async fn timeout<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    async_std::future::timeout(limit, future).await.ok()
+}
+
+/// Waits for `duration`.
+pub(crate) async fn sleep(duration: Duration) {
+    async_std::task::sleep(duration).await;
+}
+
+/// A one-shot deadline that a hand-written future can poll.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    timer: async_io::Timer,
+}
+
+impl Deadline {
+    /// A deadline `after` from now.
+    pub(crate) fn after(after: Duration) -> Self {
+        Self {
+            timer: async_io::Timer::after(after),
+        }
+    }
+
+    /// Ready once the deadline has passed.
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.timer).poll(cx).map(drop)
+    }
+}
