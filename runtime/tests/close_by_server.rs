@@ -5,7 +5,7 @@ mod support;
 
 use async_std::channel::{unbounded, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use support::*;
 use wharf::{CloseCode, CloseOutcome, Closed, Conn, Handler, Initiator, Message, Server};
 

@@ -113,6 +113,14 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
+/// One frame as the server sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
 /// A raw TCP peer that has completed the HTTP upgrade.
 pub struct RawPeer {
     pub stream: TcpStream,
@@ -194,9 +202,9 @@ impl RawPeer {
         self.send_frame(OP_CLOSE, true, &payload).await;
     }
 
-    /// Reads one frame from the server: `(fin, opcode, payload)`, or `None`
-    /// at end of stream. Asserts server frames are unmasked.
-    pub async fn read_frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+    /// Reads one frame from the server, or `None` at end of stream (EOF or
+    /// reset). Asserts server frames are unmasked.
+    pub async fn read_frame(&mut self) -> Option<RawFrame> {
         within("read frame", async {
             loop {
                 if let Some((frame, used)) = parse_frame(&self.buf) {
@@ -239,8 +247,11 @@ impl RawPeer {
     /// Waits for the server to close the TCP stream (EOF or reset), failing
     /// if any frame arrives first.
     pub async fn expect_eof(&mut self) {
-        if let Some((_, opcode, _)) = self.read_frame().await {
-            panic!("expected end of stream, got a frame with opcode {opcode:#x}");
+        if let Some(frame) = self.read_frame().await {
+            panic!(
+                "expected end of stream, got a frame with opcode {:#x}",
+                frame.opcode
+            );
         }
     }
 }
@@ -271,7 +282,7 @@ pub fn frame(opcode: u8, fin: bool, payload: &[u8], mask: bool) -> Vec<u8> {
 }
 
 /// Parses one unmasked server frame from the front of `buf`.
-fn parse_frame(buf: &[u8]) -> Option<((bool, u8, Vec<u8>), usize)> {
+fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     if buf.len() < 2 {
         return None;
     }
