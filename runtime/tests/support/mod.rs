@@ -121,6 +121,15 @@ pub struct RawFrame {
     pub payload: Vec<u8>,
 }
 
+/// A Close frame from the server and the frames that preceded it.
+#[derive(Debug)]
+pub struct CloseSeen {
+    pub before: Vec<RawFrame>,
+    /// `None` for a Close frame without a code.
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
 /// A raw TCP peer that has completed the HTTP upgrade.
 pub struct RawPeer {
     pub stream: TcpStream,
@@ -224,23 +233,24 @@ impl RawPeer {
         .await
     }
 
-    /// Reads frames until a Close frame; returns its code and reason (code
-    /// `None` for an empty Close). Data frames before it are returned too.
-    pub async fn read_until_close(&mut self) -> (Vec<(u8, Vec<u8>)>, Option<u16>, String) {
+    /// Reads frames until a Close frame; returns it with the frames that
+    /// came before it.
+    pub async fn read_until_close(&mut self) -> CloseSeen {
         let mut before = Vec::new();
         loop {
-            let (_, opcode, payload) = self
+            let frame = self
                 .read_frame()
                 .await
                 .expect("stream ended before a Close frame");
-            if opcode == OP_CLOSE {
-                let code =
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                let reason =
-                    String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
-                return (before, code, reason);
+            if frame.opcode == OP_CLOSE {
+                let p = &frame.payload;
+                return CloseSeen {
+                    before,
+                    code: (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]])),
+                    reason: String::from_utf8_lossy(p.get(2..).unwrap_or_default()).into_owned(),
+                };
             }
-            before.push((opcode, payload));
+            before.push(frame);
         }
     }
 
@@ -309,8 +319,13 @@ fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     if buf.len() < header + len {
         return None;
     }
+    let payload = buf[header..header + len].to_vec();
     Some((
-        (fin, opcode, buf[header..header + len].to_vec()),
+        RawFrame {
+            fin,
+            opcode,
+            payload,
+        },
         header + len,
     ))
 }
