@@ -54,17 +54,29 @@ enum Phase {
     /// The peer's Close arrived and tungstenite queued the echo; we flush it,
     /// then close the TCP stream.
     ClosedByPeer { code: CloseCode, reason: String },
-    /// The peer broke the protocol: our Close frame is flushed, the write half
-    /// shut down, and the rest of the stream read and discarded until EOF or
-    /// the deadline, so our Close is not lost to a TCP reset.
+    /// The peer broke the protocol. Reading stops (the frame stream is no
+    /// longer trustworthy); messages received before the violation are still
+    /// handled and their replies written, then our Close frame; then the write
+    /// half is shut down and the rest of the stream read and discarded until
+    /// EOF or the deadline, so our Close is not lost to a TCP reset.
     Failing {
         code: CloseCode,
         reason: String,
-        sent: bool,
-        shut: bool,
+        stage: FailStage,
     },
     /// The socket is closed; the driver waits for the running handler.
     Terminated,
+}
+
+/// Steps of [`Phase::Failing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailStage {
+    /// Handlers finish the messages received before the violation.
+    Finishing,
+    /// Queued replies, then our Close frame, are written.
+    Sending,
+    /// Close sent: write half shut, input discarded until EOF.
+    Draining,
 }
 
 /// How the socket ended, recorded when the driver enters `Terminated`.
@@ -218,14 +230,11 @@ impl<'c> Driver<'c> {
     /// Starts failing the connection because the peer broke the protocol.
     fn fail(&mut self, code: CloseCode, reason: &str, err: &WsError) {
         tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
-        self.conn.shared.mark_closing();
-        self.inbox.clear();
         self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
         self.phase = Phase::Failing {
             code,
             reason: reason.to_owned(),
-            sent: false,
-            shut: false,
+            stage: FailStage::Finishing,
         };
     }
 
@@ -346,7 +355,13 @@ impl<'c> Driver<'c> {
         if let Phase::ClosingByUs { sent: false, .. } = self.phase {
             match self.poll_send_close(cx) {
                 Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
-                Ok(p) => progress |= p,
+                Ok(false) => {}
+                Ok(true) => {
+                    if let Phase::ClosingByUs { sent, .. } = &mut self.phase {
+                        *sent = true;
+                    }
+                    progress = true;
+                }
             }
         }
         match self.poll_flush(cx) {
@@ -389,28 +404,29 @@ impl<'c> Driver<'c> {
         progress | self.poll_deadline(cx)
     }
 
-    /// Writes what was queued before `close()`, then our one Close frame.
+    /// Writes what is queued, then our one Close frame. `Ok(true)` once the
+    /// Close frame is handed to tungstenite; `Err` when the socket failed.
     fn poll_send_close(&mut self, cx: &mut Context<'_>) -> std::result::Result<bool, ()> {
-        let mut progress = self.poll_write_queue(cx)?;
+        self.poll_write_queue(cx)?;
         if self.conn.shared.has_queued() {
-            return Ok(progress);
+            return Ok(false);
         }
         match self.ws().poll_ready(cx) {
-            Poll::Pending => return Ok(progress),
+            Poll::Pending => return Ok(false),
             Poll::Ready(Err(_)) => return Err(()),
             Poll::Ready(Ok(())) => {}
         }
-        let Phase::ClosingByUs { code, reason, sent } = &mut self.phase else {
-            return Ok(progress);
+        let frame = match &self.phase {
+            Phase::ClosingByUs { code, reason, .. } | Phase::Failing { code, reason, .. } => {
+                close_frame(*code, reason)
+            }
+            _ => return Ok(false),
         };
-        let frame = close_frame(*code, reason);
-        *sent = true;
         self.ws()
             .start_send(Frame::Close(Some(frame)))
             .map_err(drop)?;
         self.unflushed = true;
-        progress = true;
-        Ok(progress)
+        Ok(true)
     }
 
     /// Ends a server-initiated close that did not complete.
@@ -489,56 +505,68 @@ impl<'c> Driver<'c> {
     }
 
     fn poll_failing(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        let Phase::Failing {
-            code,
-            reason,
-            sent,
-            shut,
-        } = &mut self.phase
-        else {
+        let Phase::Failing { stage, .. } = self.phase else {
             return false;
         };
-        if !*sent {
-            let frame = close_frame(*code, reason);
-            *sent = true;
-            let ws = Pin::new(self.ws.as_mut().expect("socket is open until Terminated"));
-            // tungstenite refuses a Close when one was already exchanged;
-            // then there is nothing more to say.
-            let _ = ws.start_send(Frame::Close(Some(frame)));
-            self.unflushed = true;
-            progress = true;
-        }
-        if !*shut {
-            match self.poll_flush(cx) {
-                Ok(false) if self.unflushed => return progress | self.poll_deadline(cx),
-                Ok(_) | Err(()) => {}
+        let mut progress = false;
+        match stage {
+            FailStage::Finishing => {
+                // Replies of the handlers still running go out before our Close.
+                match self.poll_write_queue(cx) {
+                    Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
+                    Ok(p) => progress |= p,
+                }
+                // A handler that itself calls `close()` now waits for the
+                // outcome: stop finishing and send the Close (with our code).
+                let close_requested = self.conn.shared.take_close_request().is_some();
+                if !close_requested && (self.running.is_some() || !self.inbox.is_empty()) {
+                    return progress | self.poll_deadline(cx);
+                }
+                self.inbox.clear();
+                self.conn.shared.mark_closing();
+                self.set_fail_stage(FailStage::Sending);
+                true
             }
-            if let Phase::Failing { shut, .. } = &mut self.phase {
-                *shut = true;
+            FailStage::Sending => match self.poll_send_close(cx) {
+                Err(()) => self.closing_failed(CloseOutcome::PeerGone),
+                Ok(true) => {
+                    self.set_fail_stage(FailStage::Draining);
+                    true
+                }
+                Ok(false) => self.poll_deadline(cx),
+            },
+            FailStage::Draining => {
+                if self.unflushed {
+                    match self.poll_flush(cx) {
+                        Ok(false) => return self.poll_deadline(cx),
+                        Ok(true) => {
+                            let ws = self.ws.as_ref().expect("socket is open until Terminated");
+                            let _ = ws.get_ref().shutdown(std::net::Shutdown::Write);
+                            progress = true;
+                        }
+                        Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
+                    }
+                }
+                let mut scratch = [0u8; 512];
+                loop {
+                    let ws = self.ws.as_mut().expect("socket is open until Terminated");
+                    match Pin::new(ws.get_mut()).poll_read(cx, &mut scratch) {
+                        Poll::Pending => break,
+                        Poll::Ready(Ok(0) | Err(_)) => {
+                            return self.closing_failed(CloseOutcome::PeerGone)
+                        }
+                        Poll::Ready(Ok(_)) => progress = true,
+                    }
+                }
+                progress | self.poll_deadline(cx)
             }
-            let _ = self
-                .ws
-                .as_ref()
-                .expect("socket is open until Terminated")
-                .get_ref()
-                .shutdown(std::net::Shutdown::Write);
-            progress = true;
         }
-        let mut scratch = [0u8; 512];
-        loop {
-            let stream = self
-                .ws
-                .as_mut()
-                .expect("socket is open until Terminated")
-                .get_mut();
-            match Pin::new(stream).poll_read(cx, &mut scratch) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(0) | Err(_)) => return self.closing_failed(CloseOutcome::PeerGone),
-                Poll::Ready(Ok(_)) => progress = true,
-            }
+    }
+
+    fn set_fail_stage(&mut self, next: FailStage) {
+        if let Phase::Failing { stage, .. } = &mut self.phase {
+            *stage = next;
         }
-        progress | self.poll_deadline(cx)
     }
 }
 

@@ -72,3 +72,8 @@ pub use server::{Listening, Route, Server};
 
 /// The `http` crate's types used in the request data (`HeaderMap`, ...).
 pub use async_tungstenite::tungstenite::http;
+
+/// Compiles the README's examples as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
