@@ -196,7 +196,11 @@ pub struct Closed {
     /// Who started the end.
     pub initiator: Initiator,
     /// True when both Close frames were exchanged before the TCP stream was
-    /// closed.
+    /// closed. Always false for a connection the server *failed* because the
+    /// peer broke the protocol (1002, 1007, 1009): after such an error the
+    /// frame stream cannot be trusted, so the server sends its Close, shuts
+    /// its write half and discards input until EOF instead of parsing the
+    /// peer's reply.
     pub clean: bool,
     /// The outcome every `close()` caller got.
     pub outcome: CloseOutcome,

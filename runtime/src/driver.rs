@@ -24,12 +24,17 @@ use futures_util::{AsyncRead, Sink, Stream};
 
 use crate::close::{CloseCode, CloseOutcome, Closed, Initiator};
 use crate::conn::Conn;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handler::{BoxFuture, DynHandler};
 use crate::message::Message;
 use crate::rt::{self, TcpStream};
 
 type Ws = WebSocketStream<TcpStream>;
+
+/// Frames one poll of the driver may read before it yields to the executor,
+/// so a peer that streams frames (a ping flood, say) cannot monopolise a
+/// worker thread.
+const READ_BUDGET: u32 = 64;
 
 /// Per-connection settings the driver needs.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +108,8 @@ pub(crate) struct Driver<'c> {
     messages_in: u64,
     messages_out: u64,
     end: Option<End>,
+    /// Frames left to read in this poll; see [`READ_BUDGET`].
+    budget: u32,
 }
 
 impl<'c> Driver<'c> {
@@ -121,6 +128,7 @@ impl<'c> Driver<'c> {
             messages_in: 0,
             messages_out: 0,
             end: None,
+            budget: READ_BUDGET,
         }
     }
 
@@ -150,6 +158,7 @@ impl<'c> Driver<'c> {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let shared = &self.conn.shared;
         shared.set_waker(cx.waker());
+        self.budget = READ_BUDGET;
         loop {
             let mut progress = self.poll_handler(cx);
             if matches!(self.phase, Phase::Open) {
@@ -173,7 +182,21 @@ impl<'c> Driver<'c> {
             if !progress {
                 return Poll::Pending;
             }
+            if self.budget == 0 {
+                // More may be readable: come back after other tasks ran.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
+    }
+
+    /// Takes one frame from this poll's read budget; false when spent.
+    fn spend(&mut self) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        self.budget -= 1;
+        true
     }
 
     /// Polls the running handler; starts the next message's handler when
@@ -187,16 +210,25 @@ impl<'c> Driver<'c> {
                     Poll::Ready(result) => {
                         self.running = None;
                         progress = true;
-                        if let Err(err) = result {
-                            tracing::error!(
-                                id = %self.conn.id(),
-                                path = %self.conn.path(),
-                                error = %err,
-                                "handler failed; closing with 1011"
-                            );
-                            self.conn
-                                .shared
-                                .request_close(CloseCode::INTERNAL_ERROR, "Internal error".into());
+                        match result {
+                            Ok(()) => {}
+                            // A send that lost the race with the connection's
+                            // end: ordinary, not a handler bug.
+                            Err(Error::Closed) if !self.conn.is_open() => {
+                                tracing::debug!(id = %self.conn.id(), "handler stopped: connection closed");
+                            }
+                            Err(err) => {
+                                tracing::error!(
+                                    id = %self.conn.id(),
+                                    path = %self.conn.path(),
+                                    error = %err,
+                                    "handler failed; closing with 1011"
+                                );
+                                self.conn.shared.request_close(
+                                    CloseCode::INTERNAL_ERROR,
+                                    "Internal error".into(),
+                                );
+                            }
                         }
                     }
                 }
@@ -307,7 +339,7 @@ impl<'c> Driver<'c> {
             self.abnormal();
             return true;
         };
-        while self.inbox.len() < self.limits.inbound_queue {
+        while self.inbox.len() < self.limits.inbound_queue && self.spend() {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
@@ -368,7 +400,7 @@ impl<'c> Driver<'c> {
             Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
             Ok(p) => progress |= p,
         }
-        loop {
+        while self.spend() {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
@@ -548,7 +580,7 @@ impl<'c> Driver<'c> {
                     }
                 }
                 let mut scratch = [0u8; 512];
-                loop {
+                while self.spend() {
                     let ws = self.ws.as_mut().expect("socket is open until Terminated");
                     match Pin::new(ws.get_mut()).poll_read(cx, &mut scratch) {
                         Poll::Pending => break,
