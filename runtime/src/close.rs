@@ -63,6 +63,10 @@ impl CloseCode {
     /// 1013: try again later (temporary overload).
     pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// 1014: a gateway or proxy received an invalid upstream response.
+    ///
+    /// Wharf sends it, but a 1014 *received* from a peer is answered with
+    /// 1002 by tungstenite 0.30, which does not know the code
+    /// (snapview/tungstenite-rs#502).
     pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
 
     /// The numeric value.
@@ -140,7 +144,9 @@ pub enum Initiator {
     /// failed handler (1011), or a protocol violation by the peer (1002,
     /// 1007, 1009).
     Server,
-    /// The peer sent the first Close frame; the server echoed its code.
+    /// The peer sent the first Close frame; the server echoed its code, or
+    /// answered 1002 when that code may not be sent (1005, 1006, 1015,
+    /// below 1000, 1016-2999, 5000 and above; the record then says 1002).
     Client,
     /// The TCP stream ended or failed without a Close frame (reported as
     /// 1006).
