@@ -3,11 +3,17 @@
 
 mod support;
 
-use async_std::channel::{unbounded, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use support::*;
-use wharf::{CloseCode, CloseOutcome, Closed, Conn, Handler, Initiator, Message, Server};
+use wharf::{
+    CloseCode, CloseOutcome, Closed, Conn, ConnId, Error, Handle, Handler, Initiator, Message,
+    Server,
+};
 
 /// Closes on connect when the query says so, and on the message "bye";
 /// reports every close() outcome and every Closed record.
@@ -112,4 +118,297 @@ async fn close_from_message_handler_completes_the_handshake() {
     );
     assert_eq!(closed.messages_in, 2);
     assert_eq!(closed.messages_out, 1);
+}
+
+// ---- closing through a handle, from tasks other than the connection's ----
+
+/// What [`Keeper`] reports to the test.
+#[derive(Debug)]
+enum Event {
+    /// The connect handler ran; here is a handle to the connection.
+    Connected(Handle),
+    /// A message handler started (and, for "wait", is now blocked).
+    Entered(String),
+    /// What `send` returned inside a message handler released after the
+    /// close began.
+    SentAfterClose(wharf::Result<()>),
+    /// The close handler ran: the connection's id, its record, and what a
+    /// `close()` called from inside the close handler returned.
+    Closed(ConnId, Closed, wharf::Result<CloseOutcome>),
+}
+
+/// Hands a handle of every connection to the test, echoes messages, blocks
+/// on the message "wait" until the test opens `gate`, and reports every close.
+struct Keeper {
+    events: Sender<Event>,
+    gate: Receiver<()>,
+    close_handler_runs: Arc<AtomicUsize>,
+}
+
+impl Keeper {
+    fn new() -> (Self, Receiver<Event>, Sender<()>, Arc<AtomicUsize>) {
+        let (events, rx) = unbounded();
+        let (open, gate) = unbounded();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let keeper = Keeper {
+            events,
+            gate,
+            close_handler_runs: Arc::clone(&runs),
+        };
+        (keeper, rx, open, runs)
+    }
+}
+
+impl Handler for Keeper {
+    async fn on_connect(&self, conn: &Conn) -> wharf::Result<()> {
+        let _ = self.events.send(Event::Connected(conn.handle())).await;
+        Ok(())
+    }
+
+    async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        let _ = self.events.send(Event::Entered(text.clone())).await;
+        if text == "wait" {
+            let _ = self.gate.recv().await;
+            let sent = conn.send(Message::text("after the close")).await;
+            let _ = self.events.send(Event::SentAfterClose(sent)).await;
+            return Ok(());
+        }
+        conn.send(msg).await
+    }
+
+    async fn on_close(&self, conn: &Conn, closed: &Closed) {
+        self.close_handler_runs.fetch_add(1, Ordering::SeqCst);
+        // Calling close() once the connection has ended must not deadlock:
+        // it returns the outcome the connection ended with.
+        let again = conn
+            .close(CloseCode::NORMAL, "from the close handler")
+            .await;
+        let _ = self
+            .events
+            .send(Event::Closed(conn.id(), closed.clone(), again))
+            .await;
+    }
+}
+
+async fn next_event(events: &Receiver<Event>) -> Event {
+    within("handler event", events.recv())
+        .await
+        .expect("event channel open")
+}
+
+async fn connected(events: &Receiver<Event>) -> Handle {
+    match next_event(events).await {
+        Event::Connected(handle) => handle,
+        other => panic!("expected Connected, got {other:?}"),
+    }
+}
+
+async fn closed_event(events: &Receiver<Event>) -> (ConnId, Closed, wharf::Result<CloseOutcome>) {
+    match next_event(events).await {
+        Event::Closed(id, closed, again) => (id, closed, again),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+}
+
+/// Reads from the client until the server's Close frame; returns its code
+/// and reason. Fails on any other message.
+async fn expect_close_frame(client: &mut Client) -> (u16, String) {
+    let msg = within("close frame", client.next()).await;
+    let Some(Ok(WsMessage::Close(Some(frame)))) = msg else {
+        panic!("expected a Close frame, got {msg:?}");
+    };
+    (u16::from(frame.code), frame.reason.as_str().to_owned())
+}
+
+#[async_std::test]
+async fn close_from_another_task_via_a_handle_completes_the_handshake() {
+    let (keeper, events, _gate, _) = Keeper::new();
+    let server = start(Server::new().route("/", keeper)).await;
+    let mut client = connect(&server, "/").await;
+    let handle = connected(&events).await;
+    assert!(handle.is_open());
+    assert_eq!(handle.path(), "/");
+    let id = handle.id();
+    assert!(server.registry.get(id).is_some());
+
+    let closer = handle.clone();
+    let closing = async_std::task::spawn(async move { closer.close(4001, "admin").await });
+
+    assert_eq!(
+        expect_close_frame(&mut client).await,
+        (4001, "admin".to_owned())
+    );
+    // The client answers while reading on; then the server closes TCP.
+    assert!(within("end of stream", client.next()).await.is_none());
+    let outcome = within("close() from another task", closing).await;
+    assert_eq!(outcome.unwrap(), CloseOutcome::Clean);
+
+    let (closed_id, closed, again) = closed_event(&events).await;
+    assert_eq!(closed_id, id);
+    assert_eq!(closed.code.as_u16(), 4001);
+    assert_eq!(closed.reason, "admin");
+    assert_eq!(closed.initiator, Initiator::Server);
+    assert!(closed.clean);
+    assert_eq!(closed.outcome, CloseOutcome::Clean);
+    assert_eq!(again.unwrap(), CloseOutcome::Clean);
+
+    // The handle outlives the connection but can no longer reach it.
+    assert!(!handle.is_open());
+    assert!(matches!(
+        within(
+            "send on a closed handle",
+            handle.send(Message::text("late"))
+        )
+        .await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        handle.try_send(Message::text("late")),
+        Err(Error::Closed)
+    ));
+    eventually("registry forgets the connection", || {
+        server.registry.get(id).is_none()
+    })
+    .await;
+}
+
+#[async_std::test]
+async fn concurrent_closes_from_two_tasks_send_one_close_frame() {
+    let (keeper, events, _gate, runs) = Keeper::new();
+    let server = start(Server::new().route("/", keeper)).await;
+    let mut peer = RawPeer::connect(&server, "/").await;
+    let handle = connected(&events).await;
+
+    // Both tasks wait on the same channel; dropping its sender releases
+    // them together.
+    let (go, start_line) = unbounded::<()>();
+    let spawn_close = |code: u16, reason: &'static str| {
+        let handle = handle.clone();
+        let start_line = start_line.clone();
+        async_std::task::spawn(async move {
+            let _ = start_line.recv().await;
+            handle.close(code, reason).await
+        })
+    };
+    let first = spawn_close(4001, "first");
+    let second = spawn_close(4002, "second");
+    drop(go);
+
+    let seen = peer.read_until_close().await;
+    assert!(
+        seen.before.is_empty(),
+        "frames before Close: {:?}",
+        seen.before
+    );
+    let code = seen.code.expect("Close frame with a code");
+    let expected_reason = match code {
+        4001 => "first",
+        4002 => "second",
+        other => panic!("unexpected close code {other}"),
+    };
+    assert_eq!(seen.reason, expected_reason);
+
+    // Answer, then read to the end: no second Close, no frame at all.
+    peer.send_close(code, b"").await;
+    let mut after = Vec::new();
+    while let Some(frame) = peer.read_frame().await {
+        after.push(frame);
+    }
+    let extra_closes = after.iter().filter(|f| f.opcode == OP_CLOSE).count();
+    assert_eq!(extra_closes, 0, "a second Close frame was sent: {after:?}");
+    assert!(after.is_empty(), "frames after the Close: {after:?}");
+
+    let first = within("first close()", first).await.unwrap();
+    let second = within("second close()", second).await.unwrap();
+    assert_eq!(first, CloseOutcome::Clean);
+    assert_eq!(second, first, "both callers get the same outcome");
+
+    let (closed_id, closed, _) = closed_event(&events).await;
+    assert_eq!(closed_id, handle.id());
+    assert_eq!(closed.code.as_u16(), code);
+    assert_eq!(closed.reason, expected_reason);
+    assert!(closed.clean);
+
+    // A whole second connection lifecycle later, the first connection's
+    // close handler has still run exactly once.
+    let mut client = connect(&server, "/").await;
+    let other = connected(&events).await;
+    within("client close", client.close(None)).await.unwrap();
+    while within("drain", client.next()).await.is_some() {}
+    let (other_id, _, _) = closed_event(&events).await;
+    assert_eq!(other_id, other.id());
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(events.try_recv().is_err(), "unexpected extra event");
+}
+
+#[async_std::test]
+async fn close_from_a_handle_while_a_handler_is_blocked_completes() {
+    let (keeper, events, gate, _) = Keeper::new();
+    let server = start(Server::new().route("/", keeper)).await;
+    let mut client = connect(&server, "/").await;
+    let handle = connected(&events).await;
+
+    within("send", client.send(WsMessage::text("wait")))
+        .await
+        .unwrap();
+    match next_event(&events).await {
+        Event::Entered(text) => assert_eq!(text, "wait"),
+        other => panic!("expected Entered, got {other:?}"),
+    }
+
+    // The message handler is stuck; the driver still runs the handshake.
+    let closer = handle.clone();
+    let closing = async_std::task::spawn(async move { closer.close(4002, "admin").await });
+    assert_eq!(
+        expect_close_frame(&mut client).await,
+        (4002, "admin".to_owned())
+    );
+    assert!(within("end of stream", client.next()).await.is_none());
+    assert_eq!(
+        within("close()", closing).await.unwrap(),
+        CloseOutcome::Clean
+    );
+    // The close handler runs after the blocked message handler, never
+    // concurrently with it.
+    assert!(events.try_recv().is_err(), "close handler ran too early");
+
+    gate.send(()).await.unwrap();
+    match next_event(&events).await {
+        Event::SentAfterClose(result) => assert!(
+            matches!(result, Err(Error::Closed)),
+            "send after close: {result:?}"
+        ),
+        other => panic!("expected SentAfterClose, got {other:?}"),
+    }
+    let (_, closed, _) = closed_event(&events).await;
+    assert_eq!(closed.code.as_u16(), 4002);
+    assert_eq!(closed.initiator, Initiator::Server);
+    assert!(closed.clean);
+}
+
+#[async_std::test]
+async fn close_after_the_peer_closed_returns_the_ended_outcome() {
+    let (keeper, events, _gate, _) = Keeper::new();
+    let server = start(Server::new().route("/", keeper)).await;
+    let mut client = connect(&server, "/").await;
+    let handle = connected(&events).await;
+
+    within("client close", client.close(None)).await.unwrap();
+    // Our Close had no code; the server answers with an empty Close too.
+    let msg = within("echo", client.next()).await;
+    assert!(
+        matches!(msg, Some(Ok(WsMessage::Close(None)))),
+        "expected an empty Close echo, got {msg:?}"
+    );
+    assert!(within("end of stream", client.next()).await.is_none());
+
+    let (_, closed, again) = closed_event(&events).await;
+    assert_eq!(closed.initiator, Initiator::Client);
+    assert_eq!(closed.code, CloseCode::NO_STATUS);
+    assert!(closed.clean);
+    assert_eq!(again.unwrap(), CloseOutcome::Clean);
+
+    let late = within("close() after the end", handle.close(4000, "late")).await;
+    assert_eq!(late.unwrap(), CloseOutcome::Clean);
 }

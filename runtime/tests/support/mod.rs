@@ -220,13 +220,16 @@ impl RawPeer {
                     self.buf.drain(..used);
                     return Some(frame);
                 }
-                let mut chunk = [0u8; 4096];
-                match self.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => {
-                        assert!(self.buf.is_empty(), "stream ended inside a frame");
-                        return None;
-                    }
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                // Read into the heap buffer's tail: a stack array here would
+                // sit in every caller's future and overflow test stacks.
+                let filled = self.buf.len();
+                self.buf.resize(filled + 4096, 0);
+                let read = self.stream.read(&mut self.buf[filled..]).await;
+                let n = read.unwrap_or(0);
+                self.buf.truncate(filled + n);
+                if n == 0 {
+                    assert!(self.buf.is_empty(), "stream ended inside a frame");
+                    return None;
                 }
             }
         })
