@@ -18,7 +18,7 @@ pub const MAX_REASON_BYTES: usize = 123;
 /// Any `u16` can be held, because the close handler also reports codes that
 /// are never sent ([`NO_STATUS`](Self::NO_STATUS) when the peer's Close had no
 /// code, [`ABNORMAL`](Self::ABNORMAL) when the TCP stream ended without one).
-/// [`Conn::close`](crate::Conn::close) refuses codes that may not be sent; see
+/// [`Handle::close`](crate::Handle::close) refuses codes that may not be sent; see
 /// [`is_sendable`](Self::is_sendable).
 ///
 /// # Examples

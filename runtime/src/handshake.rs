@@ -202,6 +202,10 @@ pub(crate) fn check_upgrade(req: &Request, supported: &[String]) -> Result<Upgra
     if req.minor_version < 1 {
         return Err(Refusal::BadRequest("WebSocket needs HTTP/1.1\n"));
     }
+    // RFC 7230 5.4: exactly one Host; RFC 6455 4.2.1 requires it.
+    if req.headers.get_all("host").iter().count() != 1 {
+        return Err(Refusal::BadRequest("Need exactly one Host header\n"));
+    }
     if !has_token(&req.headers, "connection", "upgrade") {
         return Err(Refusal::BadRequest("Missing 'Connection: Upgrade'\n"));
     }
@@ -251,7 +255,9 @@ pub(crate) fn switching_protocols(upgrade: &Upgrade) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A complete `Connection: close` response.
+/// A complete `Connection: close` response. When `headers` offer an
+/// `Upgrade` (the 426), `Connection` lists `Upgrade` too, as RFC 7230
+/// section 6.7 requires.
 pub(crate) fn response(
     status: u16,
     reason: &str,
@@ -259,8 +265,16 @@ pub(crate) fn response(
     body: &[u8],
     content_type: &str,
 ) -> Vec<u8> {
+    let offers_upgrade = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("upgrade"));
+    let connection = if offers_upgrade {
+        "Upgrade, close"
+    } else {
+        "close"
+    };
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n",
         body.len()
     );
     for (name, value) in headers {

@@ -1,8 +1,9 @@
 //! Wharf: a WebSocket server framework that ends connections properly.
 //!
 //! Most WebSocket servers can *receive* a close; Wharf makes *performing* one
-//! a first-class operation. [`Conn::close`] (and the same on a [`Handle`]
-//! from any task) runs the whole RFC 6455 closing handshake: it validates the
+//! a first-class operation. `conn.close(code, reason)` ([`Handle::close`],
+//! on the handler's [`Conn`] or on a [`Handle`] from any task) runs the
+//! whole RFC 6455 closing handshake: it validates the
 //! code, flushes what was queued, sends exactly one Close frame, waits for
 //! the peer's Close under a timeout, lets the server close TCP first, and
 //! returns how it went. Every connection end, whoever starts it, runs the

@@ -148,7 +148,7 @@ impl Server {
     }
 
     /// Serves `handler` on every path that no route or page claims (instead
-    /// of answering 404). [`Conn::path`] is the path the client asked for.
+    /// of answering 404). [`Handle::path`](crate::Handle::path) is the path the client asked for.
     pub fn fallback(mut self, handler: impl Handler) -> Self {
         self.fallback = Some(Route::new("*", handler));
         self
