@@ -169,30 +169,10 @@ impl Handler for Chat {
     }
 }
 
-fn parse_addr() -> Result<String, String> {
-    let mut addr = "127.0.0.1:8080".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs a value")?,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: chat [--addr HOST:PORT]"
-                ))
-            }
-        }
-    }
-    Ok(addr)
-}
-
 #[async_std::main]
 async fn main() -> wharf::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let addr = parse_addr().map_err(wharf::Error::Config)?;
+    wharf_examples::init_logging();
+    let addr = wharf_examples::addr_flag("chat", "127.0.0.1:8080")?;
     let server = wharf::Server::new()
         .page("/", "text/html; charset=utf-8", PAGE)
         .route(ROOM, Chat::default())

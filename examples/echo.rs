@@ -26,30 +26,10 @@ impl Handler for Echo {
     }
 }
 
-fn parse_addr() -> Result<String, String> {
-    let mut addr = "127.0.0.1:9001".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs a value")?,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: echo [--addr HOST:PORT]"
-                ))
-            }
-        }
-    }
-    Ok(addr)
-}
-
 #[async_std::main]
 async fn main() -> wharf::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let addr = parse_addr().map_err(wharf::Error::Config)?;
+    wharf_examples::init_logging();
+    let addr = wharf_examples::addr_flag("echo", "127.0.0.1:9001")?;
     // Any path echoes: the fallback route answers every WebSocket request.
     wharf::Server::new()
         .fallback(Echo)

@@ -63,12 +63,7 @@ struct State {
 
 /// Everything about one connection that outlives a single handler call.
 pub(crate) struct Shared {
-    pub(crate) id: ConnId,
-    pub(crate) peer: SocketAddr,
-    pub(crate) path: Arc<str>,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) subprotocol: Option<String>,
+    pub(crate) info: ConnInfo,
     pub(crate) extensions: Mutex<Extensions>,
     capacity: usize,
     state: Mutex<State>,
@@ -81,14 +76,14 @@ pub(crate) struct Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("id", &self.id)
-            .field("peer", &self.peer)
-            .field("path", &self.path)
+            .field("id", &self.info.id)
+            .field("peer", &self.info.peer)
+            .field("path", &self.info.path)
             .finish_non_exhaustive()
     }
 }
 
-/// Where a request put the connection's facts.
+/// The facts of the request that opened a connection.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub(crate) id: ConnId,
@@ -102,12 +97,7 @@ pub(crate) struct ConnInfo {
 impl Shared {
     pub(crate) fn new(info: ConnInfo, capacity: usize) -> Self {
         Shared {
-            id: info.id,
-            peer: info.peer,
-            path: info.path,
-            query: info.query,
-            headers: info.headers,
-            subprotocol: info.subprotocol,
+            info,
             extensions: Mutex::new(Extensions::new()),
             capacity,
             state: Mutex::new(State {
@@ -293,8 +283,8 @@ pub struct Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("id", &self.shared.id)
-            .field("path", &self.shared.path)
+            .field("id", &self.shared.info.id)
+            .field("path", &self.shared.info.path)
             .finish()
     }
 }
@@ -302,17 +292,17 @@ impl fmt::Debug for Handle {
 impl Handle {
     /// The connection's id.
     pub fn id(&self) -> ConnId {
-        self.shared.id
+        self.shared.info.id
     }
 
     /// The route path the connection was accepted on.
     pub fn path(&self) -> &str {
-        &self.shared.path
+        &self.shared.info.path
     }
 
     /// The peer's socket address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.shared.peer
+        self.shared.info.peer
     }
 
     /// Whether the connection still accepts messages (no close has begun).
@@ -402,9 +392,7 @@ impl Conn {
 
     /// The first value of query parameter `key`, percent-decoded.
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.handle
-            .shared
-            .query
+        self.query_pairs()
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -412,17 +400,17 @@ impl Conn {
 
     /// Every query parameter in request order, percent-decoded.
     pub fn query_pairs(&self) -> &[(String, String)] {
-        &self.handle.shared.query
+        &self.handle.shared.info.query
     }
 
     /// The headers of the upgrade request.
     pub fn headers(&self) -> &HeaderMap {
-        &self.handle.shared.headers
+        &self.handle.shared.info.headers
     }
 
     /// The subprotocol agreed in the handshake, if any.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.handle.shared.subprotocol.as_deref()
+        self.handle.shared.info.subprotocol.as_deref()
     }
 
     /// Typed per-connection data. Its values are dropped when the connection

@@ -287,15 +287,10 @@ impl<'c> Driver<'c> {
         self.end = Some(end);
     }
 
+    /// The stream ended or failed while open: reported as 1006, nothing sent.
     fn abnormal(&mut self) {
         self.conn.shared.mark_closing();
-        self.terminate(End {
-            code: CloseCode::ABNORMAL,
-            reason: String::new(),
-            initiator: Initiator::Abnormal,
-            clean: false,
-            outcome: CloseOutcome::PeerGone,
-        });
+        self.end_close(false, CloseOutcome::PeerGone);
     }
 
     /// Writes queued messages and flushes. `Err` when the socket failed.
@@ -404,19 +399,9 @@ impl<'c> Driver<'c> {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
-                    let Phase::ClosingByUs { code, reason, sent } = &mut self.phase else {
-                        return true;
-                    };
-                    if *sent {
-                        let (code, reason) = (*code, std::mem::take(reason));
+                    if let Phase::ClosingByUs { sent: true, .. } = self.phase {
                         // Both Close frames exchanged: the server closes TCP first.
-                        self.terminate(End {
-                            code,
-                            reason,
-                            initiator: Initiator::Server,
-                            clean: true,
-                            outcome: CloseOutcome::Clean,
-                        });
+                        self.end_close(true, CloseOutcome::Clean);
                     } else {
                         // The peer's Close arrived while our queue was still
                         // flushing: the peer closed first; tungstenite echoes it.
@@ -461,22 +446,33 @@ impl<'c> Driver<'c> {
         Ok(true)
     }
 
-    /// Ends a server-initiated close that did not complete.
-    fn closing_failed(&mut self, outcome: CloseOutcome) -> bool {
-        let (code, reason) = match &mut self.phase {
+    /// Ends the close in progress with its code and reason; the phase says
+    /// who started it. Returns `true` (progress) for the poll loop.
+    fn end_close(&mut self, clean: bool, outcome: CloseOutcome) -> bool {
+        let (code, reason, initiator) = match &mut self.phase {
             Phase::ClosingByUs { code, reason, .. } | Phase::Failing { code, reason, .. } => {
-                (*code, std::mem::take(reason))
+                (*code, std::mem::take(reason), Initiator::Server)
             }
-            _ => (CloseCode::ABNORMAL, String::new()),
+            Phase::ClosedByPeer { code, reason } => {
+                (*code, std::mem::take(reason), Initiator::Client)
+            }
+            Phase::Open | Phase::Terminated => {
+                (CloseCode::ABNORMAL, String::new(), Initiator::Abnormal)
+            }
         };
         self.terminate(End {
             code,
             reason,
-            initiator: Initiator::Server,
-            clean: false,
+            initiator,
+            clean,
             outcome,
         });
         true
+    }
+
+    /// Ends a close that did not complete.
+    fn closing_failed(&mut self, outcome: CloseOutcome) -> bool {
+        self.end_close(false, outcome)
     }
 
     /// True (and the connection ended) when the close deadline has passed.
@@ -485,54 +481,15 @@ impl<'c> Driver<'c> {
             .deadline
             .as_mut()
             .is_some_and(|d| d.poll_expired(cx).is_ready());
-        if !expired {
-            return false;
-        }
-        if let Phase::ClosedByPeer { code, reason } = &mut self.phase {
-            let (code, reason) = (*code, std::mem::take(reason));
-            self.terminate(End {
-                code,
-                reason,
-                initiator: Initiator::Client,
-                clean: false,
-                outcome: CloseOutcome::TimedOut,
-            });
-            return true;
-        }
-        self.closing_failed(CloseOutcome::TimedOut)
+        expired && self.closing_failed(CloseOutcome::TimedOut)
     }
 
     fn poll_closed_by_peer(&mut self, cx: &mut Context<'_>) -> bool {
         match self.poll_flush(cx) {
-            Ok(true) => {
-                let Phase::ClosedByPeer { code, reason } = &mut self.phase else {
-                    return true;
-                };
-                let (code, reason) = (*code, std::mem::take(reason));
-                self.terminate(End {
-                    code,
-                    reason,
-                    initiator: Initiator::Client,
-                    clean: true,
-                    outcome: CloseOutcome::Clean,
-                });
-                true
-            }
+            // The echo is out: the server closes TCP first.
+            Ok(true) => self.end_close(true, CloseOutcome::Clean),
             Ok(false) => self.poll_deadline(cx),
-            Err(()) => {
-                let Phase::ClosedByPeer { code, reason } = &mut self.phase else {
-                    return true;
-                };
-                let (code, reason) = (*code, std::mem::take(reason));
-                self.terminate(End {
-                    code,
-                    reason,
-                    initiator: Initiator::Client,
-                    clean: false,
-                    outcome: CloseOutcome::PeerGone,
-                });
-                true
-            }
+            Err(()) => self.closing_failed(CloseOutcome::PeerGone),
         }
     }
 

@@ -66,12 +66,6 @@ async fn recording_server(gate: Option<Receiver<()>>) -> (TestServer, Receiver<E
     (server, rx)
 }
 
-async fn next_event(events: &Receiver<Event>) -> Event {
-    within("handler event", events.recv())
-        .await
-        .expect("the server dropped its handler")
-}
-
 async fn connected(events: &Receiver<Event>) -> Handle {
     match next_event(events).await {
         Event::Connected(handle) => handle,

@@ -191,12 +191,6 @@ impl Handler for Keeper {
     }
 }
 
-async fn next_event(events: &Receiver<Event>) -> Event {
-    within("handler event", events.recv())
-        .await
-        .expect("event channel open")
-}
-
 async fn connected(events: &Receiver<Event>) -> Handle {
     match next_event(events).await {
         Event::Connected(handle) => handle,

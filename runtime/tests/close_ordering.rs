@@ -85,12 +85,6 @@ async fn start_script(server: Server) -> (TestServer, Receiver<Event>) {
     (server, rx)
 }
 
-async fn next_event(events: &Receiver<Event>) -> Event {
-    within("handler event", events.recv())
-        .await
-        .expect("event channel open")
-}
-
 async fn connected(events: &Receiver<Event>) -> Handle {
     match next_event(events).await {
         Event::Connected(handle) => handle,

@@ -67,12 +67,6 @@ async fn start_tracked(server: Server, paths: &[&str]) -> (TestServer, Receiver<
     (start(server).await, rx)
 }
 
-async fn next_event(events: &Receiver<Event>) -> Event {
-    within("handler event", events.recv())
-        .await
-        .expect("event channel open")
-}
-
 async fn connected(events: &Receiver<Event>) -> Handle {
     match next_event(events).await {
         Event::Connected(handle) => handle,

@@ -43,6 +43,14 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The next event a handler reported on `events`, failing the test after
+/// [`STEP`] or if the server dropped the handler.
+pub async fn next_event<T>(events: &async_std::channel::Receiver<T>) -> T {
+    within("handler event", events.recv())
+        .await
+        .expect("the server dropped its handler")
+}
+
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
