@@ -22,7 +22,7 @@ use async_tungstenite::tungstenite::Message as Frame;
 use async_tungstenite::WebSocketStream;
 use futures_util::{AsyncRead, Sink, Stream};
 
-use crate::close::{CloseCode, CloseOutcome, Closed, Initiator};
+use crate::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::handler::{BoxFuture, DynHandler};
@@ -260,12 +260,12 @@ impl<'c> Driver<'c> {
     }
 
     /// Starts failing the connection because the peer broke the protocol.
-    fn fail(&mut self, code: CloseCode, reason: &str, err: &WsError) {
+    fn fail(&mut self, code: CloseCode, reason: String, err: &WsError) {
         tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
         self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
         self.phase = Phase::Failing {
             code,
-            reason: reason.to_owned(),
+            reason,
             stage: FailStage::Finishing,
         };
     }
@@ -561,16 +561,26 @@ impl<'c> Driver<'c> {
 
 /// The Close code and reason for an error reading from the peer, or `None`
 /// when the stream simply ended or failed (reported as 1006, nothing sent).
-fn classify(err: &WsError) -> Option<(CloseCode, &'static str)> {
+/// A protocol violation's reason names it (tungstenite's description, cut to
+/// fit), which is what a client developer needs to find the bug.
+fn classify(err: &WsError) -> Option<(CloseCode, String)> {
     match err {
-        WsError::Utf8(_) => Some((CloseCode::INVALID_PAYLOAD, "Invalid UTF-8")),
-        WsError::Capacity(_) => Some((CloseCode::MESSAGE_TOO_BIG, "Message too big")),
+        WsError::Utf8(_) => Some((CloseCode::INVALID_PAYLOAD, "Invalid UTF-8".into())),
+        WsError::Capacity(_) => Some((CloseCode::MESSAGE_TOO_BIG, "Message too big".into())),
         WsError::Protocol(
             ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing,
-        ) => None,
-        WsError::Protocol(_) => Some((CloseCode::PROTOCOL_ERROR, "Protocol error")),
-        WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed => None,
-        _ => Some((CloseCode::PROTOCOL_ERROR, "Protocol error")),
+        )
+        | WsError::Io(_)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed => None,
+        WsError::Protocol(violation) => {
+            let reason = violation.to_string();
+            Some((
+                CloseCode::PROTOCOL_ERROR,
+                truncate_reason(&reason).to_owned(),
+            ))
+        }
+        _ => Some((CloseCode::PROTOCOL_ERROR, "Protocol error".into())),
     }
 }
 

@@ -397,3 +397,16 @@ async fn violation_after_valid_messages_gets_1002_after_their_echoes() {
     assert_eq!((closed.messages_in, closed.messages_out), (1, 1));
     f.assert_still_serves().await;
 }
+
+#[async_std::test]
+async fn protocol_error_reason_names_the_violation() {
+    let f = fixture(Server::new()).await;
+    let mut peer = RawPeer::connect(&f.server, "/").await;
+    peer.send_frame(OP_CONT, true, b"orphan").await;
+    let seen = peer.read_until_close().await;
+    assert_eq!(seen.code, Some(1002));
+    assert_eq!(seen.reason, "Continue frame but nothing to continue");
+    peer.expect_eof().await;
+    let closed = f.closed_record().await;
+    assert_eq!(closed.reason, "Continue frame but nothing to continue");
+}
