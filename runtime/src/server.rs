@@ -376,12 +376,10 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream, peer: SocketAddr) {
             http::refuse(stream, refusal).await;
         }
         Decision::Page(page, with_body) => {
-            let body: &[u8] = if with_body { &page.body } else { &[] };
-            let mut response = http::response(200, "OK", &[], body, &page.content_type);
+            let mut response = http::response(200, "OK", &[], &page.body, &page.content_type);
             if !with_body {
-                // HEAD: the length of the body that GET would send.
-                let full = http::response(200, "OK", &[], &page.body, &page.content_type);
-                response = full[..full.len() - page.body.len()].to_vec();
+                // HEAD: the head GET would send, Content-Length included.
+                response.truncate(response.len() - page.body.len());
             }
             http::send_and_close(stream, &response).await;
         }
