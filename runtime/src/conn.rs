@@ -316,6 +316,15 @@ impl Handle {
     /// order they were queued, and every message queued before a `close()`
     /// is written before the Close frame. Fails with [`Error::Closed`] once a
     /// close has begun, from either side.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn greet(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     conn.send("welcome").await?;
+    ///     conn.send(vec![0u8, 1, 2]).await // binary
+    /// }
+    /// ```
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
         self.shared.push(msg.into()).await
     }
@@ -353,6 +362,20 @@ impl Handle {
     /// handlers: a second call, concurrent or later, sends nothing and gets
     /// the same outcome as the first. When the connection already ended (the
     /// peer closed first), returns the outcome it ended with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::{CloseCode, CloseOutcome, Conn};
+    ///
+    /// async fn expire(conn: &Conn) -> wharf::Result<()> {
+    ///     match conn.close(CloseCode::POLICY_VIOLATION, "Session expired").await? {
+    ///         CloseOutcome::Clean => tracing::info!(id = %conn.id(), "session ended"),
+    ///         other => tracing::warn!(id = %conn.id(), outcome = %other, "peer did not answer"),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseOutcome> {
         let (code, reason) = close::validate(code.into(), reason)?;
         self.shared.request_close(code, reason);
@@ -391,6 +414,18 @@ impl Conn {
     }
 
     /// The first value of query parameter `key`, percent-decoded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     // ws://host/chat?token=s3cret&name=Ann%20Lee
+    ///     if conn.query("token") != Some("s3cret") {
+    ///         conn.close(wharf::CloseCode::POLICY_VIOLATION, "Invalid authentication").await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn query(&self, key: &str) -> Option<&str> {
         self.query_pairs()
             .iter()
@@ -417,6 +452,27 @@ impl Conn {
     /// ends, right after the close handler returns.
     ///
     /// The returned guard locks the map: do not hold it across an `.await`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct User(String);
+    ///
+    /// async fn on_connect(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     let name = conn.query("name").unwrap_or("guest").to_owned();
+    ///     conn.extensions().insert(User(name));
+    ///     Ok(())
+    /// }
+    ///
+    /// async fn on_message(conn: &wharf::Conn, msg: wharf::Message) -> wharf::Result<()> {
+    ///     let line = {
+    ///         let ext = conn.extensions();
+    ///         let name = ext.get::<User>().map_or("?", |u| u.0.as_str());
+    ///         format!("{name}: {}", msg.as_text().unwrap_or("<binary>"))
+    ///     }; // the guard is dropped before awaiting
+    ///     conn.send(line).await
+    /// }
+    /// ```
     pub fn extensions(&self) -> MutexGuard<'_, Extensions> {
         self.handle
             .shared

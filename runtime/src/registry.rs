@@ -67,6 +67,16 @@ impl Registry {
     /// A connection whose send queue is full does not get the message (and
     /// is not counted): one slow reader never stalls a broadcast. The
     /// message is shared, not copied, between connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_message(conn: &wharf::Conn, msg: wharf::Message) -> wharf::Result<()> {
+    ///     let delivered = conn.registry().broadcast(conn.path(), msg);
+    ///     tracing::debug!(delivered, "broadcast");
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn broadcast(&self, path: &str, msg: impl Into<Message>) -> usize {
         let msg = msg.into();
         let targets: Vec<Handle> = self
@@ -95,6 +105,16 @@ impl Registry {
     /// Closes every live connection at once and waits for all handshakes
     /// (each bounded by the close timeout). Returns how many ended with each
     /// outcome.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn maintenance(registry: wharf::Registry) -> wharf::Result<()> {
+    ///     let counts = registry.close_all(wharf::CloseCode::SERVICE_RESTART, "Back soon").await?;
+    ///     tracing::info!(clean = counts.clean, timed_out = counts.timed_out, "all closed");
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn close_all(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseCounts> {
         let code = code.into();
         // Validate once, so an invalid code is an error rather than N errors.
