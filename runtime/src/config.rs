@@ -53,8 +53,13 @@ pub struct Config {
     /// [`Error::QueueFull`](crate::Error::QueueFull). Default: 64.
     pub send_queue: usize,
     /// Received messages that may wait while the message handler is busy.
-    /// When full the server stops reading from that connection (TCP
-    /// backpressure) until the handler catches up. Default: 16.
+    /// When this many are waiting, or their payloads add up to
+    /// `max_message_size` bytes, the server stops reading from that
+    /// connection (TCP backpressure) until the handler catches up; so one
+    /// connection's inbound memory stays under about twice
+    /// `max_message_size`. While reading is paused, the peer's pings and
+    /// Close wait too; a `close()` from the server drops the waiting messages
+    /// and resumes reading to complete its handshake. Default: 16.
     pub inbound_queue: usize,
     /// Bytes read from the socket at a time into each connection's read
     /// buffer, which is allocated for the life of the connection.

@@ -41,6 +41,8 @@ const READ_BUDGET: u32 = 64;
 pub(crate) struct Limits {
     pub(crate) close_timeout: Duration,
     pub(crate) inbound_queue: usize,
+    /// Payload bytes the inbox may hold before reading pauses.
+    pub(crate) inbound_bytes: usize,
 }
 
 /// Where the connection is in its closing handshake.
@@ -103,6 +105,8 @@ pub(crate) struct Driver<'c> {
     deadline: Option<rt::Deadline>,
     running: Option<BoxFuture<'c, Result<()>>>,
     inbox: VecDeque<Message>,
+    /// Payload bytes waiting in `inbox`.
+    inbox_bytes: usize,
     unflushed: bool,
     started: Instant,
     messages_in: u64,
@@ -123,6 +127,7 @@ impl<'c> Driver<'c> {
             deadline: None,
             running: Some(handler.connect(conn)),
             inbox: VecDeque::new(),
+            inbox_bytes: 0,
             unflushed: false,
             started: Instant::now(),
             messages_in: 0,
@@ -233,7 +238,7 @@ impl<'c> Driver<'c> {
                     }
                 }
             }
-            match self.inbox.pop_front() {
+            match self.next_inbound() {
                 Some(msg) => {
                     self.running = Some(self.handler.message(self.conn, msg));
                     progress = true;
@@ -250,7 +255,7 @@ impl<'c> Driver<'c> {
     fn begin_close(&mut self, code: CloseCode, reason: String) {
         // The server decided to end: messages not yet handed to the handler
         // are dropped with the rest of the conversation.
-        self.inbox.clear();
+        self.clear_inbox();
         self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
         self.phase = Phase::ClosingByUs {
             code,
@@ -334,7 +339,7 @@ impl<'c> Driver<'c> {
             self.abnormal();
             return true;
         };
-        while self.inbox.len() < self.limits.inbound_queue && self.spend() {
+        while self.inbox_has_room() && self.spend() {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
@@ -374,7 +379,25 @@ impl<'c> Driver<'c> {
 
     fn receive(&mut self, msg: Message) {
         self.messages_in += 1;
+        self.inbox_bytes += msg.len();
         self.inbox.push_back(msg);
+    }
+
+    /// Whether another message may be read while the handler is busy.
+    fn inbox_has_room(&self) -> bool {
+        self.inbox.len() < self.limits.inbound_queue && self.inbox_bytes < self.limits.inbound_bytes
+    }
+
+    fn next_inbound(&mut self) -> Option<Message> {
+        let msg = self.inbox.pop_front()?;
+        self.inbox_bytes -= msg.len();
+        Some(msg)
+    }
+
+    /// Drops messages not yet handed to the handler.
+    fn clear_inbox(&mut self) {
+        self.inbox.clear();
+        self.inbox_bytes = 0;
     }
 
     fn poll_closing_by_us(&mut self, cx: &mut Context<'_>) -> bool {
@@ -511,7 +534,7 @@ impl<'c> Driver<'c> {
                 if !close_requested && (self.running.is_some() || !self.inbox.is_empty()) {
                     return progress | self.poll_deadline(cx);
                 }
-                self.inbox.clear();
+                self.clear_inbox();
                 self.conn.shared.mark_closing();
                 self.set_fail_stage(FailStage::Sending);
                 true

@@ -241,6 +241,7 @@ impl Server {
             limits: Limits {
                 close_timeout: config.close_timeout,
                 inbound_queue: config.inbound_queue,
+                inbound_bytes: config.max_message_size,
             },
             config: self.config,
             ws_config,

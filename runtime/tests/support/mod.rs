@@ -228,17 +228,17 @@ impl RawPeer {
                     self.buf.drain(..used);
                     return Some(frame);
                 }
-                // Read into the heap buffer's tail: a stack array here would
-                // sit in every caller's future and overflow test stacks.
-                let filled = self.buf.len();
-                self.buf.resize(filled + 4096, 0);
-                let read = self.stream.read(&mut self.buf[filled..]).await;
-                let n = read.unwrap_or(0);
-                self.buf.truncate(filled + n);
+                // A heap chunk: a stack array here would sit in every
+                // caller's future and overflow test stacks. Reading into a
+                // separate chunk keeps this cancel-safe (a timeout around it
+                // loses nothing).
+                let mut chunk = vec![0u8; 4096];
+                let n = self.stream.read(&mut chunk).await.unwrap_or(0);
                 if n == 0 {
                     assert!(self.buf.is_empty(), "stream ended inside a frame");
                     return None;
                 }
+                self.buf.extend_from_slice(&chunk[..n]);
             }
         })
         .await
