@@ -315,7 +315,9 @@ impl Handle {
     /// Resolves once the message is queued; messages are written in the
     /// order they were queued, and every message queued before a `close()`
     /// is written before the Close frame. Fails with [`Error::Closed`] once a
-    /// close has begun, from either side.
+    /// close has begun, from either side. Messages still queued when the
+    /// *peer* closes first, or when the socket fails, are dropped: RFC 6455
+    /// forbids data after the Close the server must echo.
     ///
     /// # Examples
     ///
