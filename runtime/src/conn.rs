@@ -236,12 +236,13 @@ impl Shared {
     }
 
     /// Publishes the outcome: releases every `close()` caller and every
-    /// waiting sender, and drops whatever is still queued. Idempotent.
-    pub(crate) fn finish(&self, outcome: CloseOutcome) {
+    /// waiting sender, and drops whatever is still queued. Idempotent:
+    /// returns whether this call was the one that ended the connection.
+    pub(crate) fn finish(&self, outcome: CloseOutcome) -> bool {
         let dropped = {
             let mut state = self.lock();
             if matches!(state.life, Life::Ended(_)) {
-                return;
+                return false;
             }
             state.life = Life::Ended(outcome);
             state.driver = None;
@@ -250,6 +251,7 @@ impl Shared {
         drop(dropped);
         self.room.notify(usize::MAX);
         self.ended.notify(usize::MAX);
+        true
     }
 }
 
@@ -295,7 +297,8 @@ impl Handle {
         self.shared.info.id
     }
 
-    /// The route path the connection was accepted on.
+    /// The request path the connection was accepted on (the route's path,
+    /// or whatever path the client asked for on a fallback route).
     pub fn path(&self) -> &str {
         &self.shared.info.path
     }

@@ -76,7 +76,7 @@ enum Phase {
 }
 
 /// Steps of [`Phase::Failing`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum FailStage {
     /// Handlers finish the messages received before the violation.
     Finishing,
@@ -280,7 +280,7 @@ impl<'c> Driver<'c> {
         self.ws = None;
         self.deadline = None;
         self.phase = Phase::Terminated;
-        self.conn.shared.finish(end.outcome);
+        let _ = self.conn.shared.finish(end.outcome);
         self.conn.registry().remove(self.conn.id());
         log_end(
             self.conn,

@@ -435,8 +435,11 @@ struct Release<'a>(&'a Conn);
 impl Drop for Release<'_> {
     fn drop(&mut self) {
         let conn = self.0;
-        conn.shared.finish(CloseOutcome::PeerGone);
-        conn.registry().remove(conn.id());
+        // The driver normally ended the connection (and left the registry)
+        // already; only a task cut short still has both to do.
+        if conn.shared.finish(CloseOutcome::PeerGone) {
+            conn.registry().remove(conn.id());
+        }
         let data = std::mem::take(&mut *conn.extensions());
         drop(data);
     }
