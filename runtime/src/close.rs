@@ -137,7 +137,7 @@ pub(crate) fn truncate_reason(reason: &str) -> &str {
 }
 
 /// Who started the end of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Initiator {
     /// The server sent the first Close frame: an application `close()`, a

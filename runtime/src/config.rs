@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::close::CloseCode;
 use crate::error::{Error, Result};
 
 /// Limits and timeouts of a [`Server`](crate::Server).
@@ -12,6 +13,32 @@ use crate::error::{Error, Result};
 /// Every field has a default chosen for a production server facing the open
 /// internet; change them with the setters on [`Server`](crate::Server) or by
 /// building a `Config` and passing it to [`Server::config`](crate::Server::config).
+///
+/// # Policies at a glance
+///
+/// Policies that end an upgraded connection go through the same path as
+/// [`close()`](crate::Handle::close): the close handler runs and the one
+/// `connection closed` event is logged with the code and reason below
+/// (`info` when the handshake completed, `warn` otherwise). Refusals before
+/// the upgrade are logged at `debug` (one line per socket: a flood must not
+/// flood the logs) and counted in [`Stats::refused`](crate::Stats::refused).
+///
+/// | policy | default | what the peer gets |
+/// | --- | --- | --- |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | socket dropped, no response |
+/// | [`max_request_bytes`](Self::max_request_bytes) | 8 KiB | HTTP 431 |
+/// | [`max_connections`](Self::max_connections) | none | HTTP 503 at accept |
+/// | [`max_connections_per_ip`](Self::max_connections_per_ip) | none | HTTP 429 at accept |
+/// | [`connect_rate`](Self::connect_rate) | none | HTTP 429 at accept, before the request is read |
+/// | [`allowed_origins`](Self::allowed_origins) | all | HTTP 403 |
+/// | an `upgrade` handler's [`Rejection`](crate::Rejection) | | its status |
+/// | [`idle_timeout`](Self::idle_timeout) | none | Close 1001 "Idle timeout" |
+/// | [`ping_interval`](Self::ping_interval), [`pong_timeout`](Self::pong_timeout) | 30 s, 20 s | Ping; if unanswered, socket dropped (handler sees 1006 "Heartbeat timeout") |
+/// | [`session_ttl`](Self::session_ttl) | none | Close 1008 "Session expired" |
+/// | [`max_message_size`](Self::max_message_size), [`max_frame_size`](Self::max_frame_size) | 16 MiB | Close 1009 "Message too big" |
+/// | [`send_queue`](Self::send_queue), [`send_timeout`](Self::send_timeout) | 64, 10 s | Close 1008 "Send queue full" |
+/// | [`close_timeout`](Self::close_timeout) | 5 s | socket shut down if our Close is not answered |
+/// | graceful shutdown: [`shutdown_code`](Self::shutdown_code), [`drain_timeout`](Self::drain_timeout) | 1001 "Going away", 10 s | Close 1001; dropped at the drain deadline |
 ///
 /// # Examples
 ///
@@ -66,6 +93,84 @@ pub struct Config {
     /// Default: 4 KiB (tungstenite's own default of 128 KiB costs that much
     /// memory for every idle connection).
     pub read_buffer_size: usize,
+
+    /// Closes a connection whose peer has sent nothing of its own (no text,
+    /// binary or ping frame) for this long, with **1001 "Idle timeout"**.
+    /// Pongs answering the server's heartbeat pings do not count: a client
+    /// that is alive but silent is still idle. Default: `None` (no limit).
+    pub idle_timeout: Option<Duration>,
+    /// Heartbeat: when nothing has been heard from the peer for this long,
+    /// the server sends a Ping. Default: 30 s. `None` turns heartbeats off.
+    pub ping_interval: Option<Duration>,
+    /// Heartbeat: after a Ping, time the peer has to send anything (its Pong
+    /// or any other frame). When it passes, the peer is dead: the socket is
+    /// dropped without a Close frame (a dead peer cannot read one) and the
+    /// close handler sees **1006** with reason "Heartbeat timeout".
+    /// Default: 20 s.
+    pub pong_timeout: Duration,
+    /// Maximum age of a connection: when it is reached the connection is
+    /// closed with **1008 "Session expired"**. Default: `None` (no limit).
+    pub session_ttl: Option<Duration>,
+    /// Slow consumers: when a connection's send queue has been full for this
+    /// long (the peer is not reading what the server sends), it is closed
+    /// with **1008 "Send queue full"** (the Close frame waits behind the
+    /// queue, so such a close usually ends by the close timeout). Memory per
+    /// connection stays bounded by the queue meanwhile. Default: 10 s.
+    pub send_timeout: Duration,
+    /// Most sockets the server holds at once (upgraded connections and
+    /// requests being read); more are answered with **503** at accept time.
+    /// Default: `None` (no limit but the process's file descriptors).
+    pub max_connections: Option<usize>,
+    /// Most sockets one IP address may hold at once; more are answered with
+    /// **429** at accept time. Default: `None` (no limit).
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections one IP address may open, as a token bucket; a
+    /// connection beyond it is answered with **429** at accept time, before
+    /// its request is read. Default: `None` (no limit).
+    pub connect_rate: Option<ConnectRate>,
+    /// Origins (`scheme://host[:port]`, compared without case) allowed to
+    /// open WebSocket connections; a request with any other `Origin` header
+    /// is answered with **403**. Requests without an `Origin` header
+    /// (non-browser clients) are allowed. Default: empty, every origin is
+    /// allowed.
+    pub allowed_origins: Vec<String>,
+    /// Code of the Close frame sent to every connection on graceful
+    /// shutdown. Default: 1001 (Going away). 1012 (Service restart) suits a
+    /// deploy.
+    pub shutdown_code: CloseCode,
+    /// Reason of that Close frame. Default: "Going away".
+    pub shutdown_reason: String,
+    /// How long a graceful shutdown waits for the closing handshakes; the
+    /// connections still open then are dropped. Default: 10 s.
+    pub drain_timeout: Duration,
+    /// Path on which the server answers a plain `GET` with its counters in
+    /// the Prometheus text format. Default: `None` (not served).
+    pub metrics_path: Option<String>,
+}
+
+/// A per-IP connection rate: `per_second` new connections on average, with
+/// bursts of up to `burst` at once (a token bucket that starts full).
+///
+/// # Examples
+///
+/// ```
+/// let rate = wharf::ConnectRate::new(10.0, 20);
+/// let server = wharf::Server::new().connect_rate(rate);
+/// # drop(server);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectRate {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// Bucket size: the largest burst allowed.
+    pub burst: u32,
+}
+
+impl ConnectRate {
+    /// `per_second` connections a second, bursts of `burst`.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        ConnectRate { per_second, burst }
+    }
 }
 
 impl Default for Config {
@@ -79,6 +184,19 @@ impl Default for Config {
             send_queue: 64,
             inbound_queue: 16,
             read_buffer_size: 4 << 10,
+            idle_timeout: None,
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(20),
+            session_ttl: None,
+            send_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_connections_per_ip: None,
+            connect_rate: None,
+            allowed_origins: Vec::new(),
+            shutdown_code: CloseCode::GOING_AWAY,
+            shutdown_reason: "Going away".to_owned(),
+            drain_timeout: Duration::from_secs(10),
+            metrics_path: None,
         }
     }
 }
@@ -99,8 +217,43 @@ impl Config {
         if self.max_request_bytes < 256 {
             return fail("max_request_bytes must be at least 256");
         }
-        if self.close_timeout.is_zero() || self.handshake_timeout.is_zero() {
+        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
+        if self.close_timeout.is_zero()
+            || self.handshake_timeout.is_zero()
+            || self.pong_timeout.is_zero()
+            || self.send_timeout.is_zero()
+            || self.drain_timeout.is_zero()
+            || zero(self.idle_timeout)
+            || zero(self.ping_interval)
+            || zero(self.session_ttl)
+        {
             return fail("timeouts must be longer than zero");
+        }
+        if self.max_connections == Some(0) || self.max_connections_per_ip == Some(0) {
+            return fail("connection limits must be at least 1");
+        }
+        if let Some(rate) = self.connect_rate {
+            if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
+                return fail("connect_rate needs a positive rate and a burst of at least 1");
+            }
+        }
+        crate::close::validate(self.shutdown_code, &self.shutdown_reason).map_err(|_| {
+            Error::Config(format!(
+                "shutdown_code {} may not be sent",
+                self.shutdown_code
+            ))
+        })?;
+        if let Some(path) = &self.metrics_path {
+            if !path.starts_with('/') {
+                return fail("metrics_path must start with '/'");
+            }
+        }
+        for origin in &self.allowed_origins {
+            if !origin.contains("://") {
+                return Err(Error::Config(format!(
+                    "allowed origin {origin:?} must look like scheme://host[:port]"
+                )));
+            }
         }
         Ok(())
     }

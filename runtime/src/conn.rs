@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -71,6 +72,9 @@ pub(crate) struct Shared {
     room: Event,
     /// Notified once, when the outcome is known.
     ended: Event,
+    /// Set when the server gives up on the connection (end of a shutdown's
+    /// drain): the driver drops the socket at its next poll.
+    aborted: AtomicBool,
 }
 
 impl fmt::Debug for Shared {
@@ -95,10 +99,10 @@ pub(crate) struct ConnInfo {
 }
 
 impl Shared {
-    pub(crate) fn new(info: ConnInfo, capacity: usize) -> Self {
+    pub(crate) fn new(info: ConnInfo, capacity: usize, extensions: Extensions) -> Self {
         Shared {
             info,
-            extensions: Mutex::new(Extensions::new()),
+            extensions: Mutex::new(extensions),
             capacity,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -107,6 +111,7 @@ impl Shared {
             }),
             room: Event::new(),
             ended: Event::new(),
+            aborted: AtomicBool::new(false),
         }
     }
 
@@ -170,7 +175,7 @@ impl Shared {
         }
     }
 
-    async fn outcome(&self) -> CloseOutcome {
+    pub(crate) async fn outcome(&self) -> CloseOutcome {
         let mut listener = None;
         loop {
             if let Life::Ended(outcome) = self.lock().life {
@@ -219,6 +224,32 @@ impl Shared {
             drop(state);
             self.room.notify(usize::MAX);
         }
+    }
+
+    /// Whether the send queue is at its bound.
+    pub(crate) fn is_full(&self) -> bool {
+        self.lock().queue.len() >= self.capacity
+    }
+
+    /// Tells the driver to drop the socket now; see `aborted`. Returns
+    /// false when the connection had already ended.
+    pub(crate) fn abort(&self) -> bool {
+        let waker = {
+            let state = self.lock();
+            if matches!(state.life, Life::Ended(_)) {
+                return false;
+            }
+            self.aborted.store(true, Ordering::Relaxed);
+            state.driver.clone()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
     }
 
     /// Whether messages are waiting in the send queue.
@@ -395,6 +426,7 @@ impl Handle {
 pub struct Conn {
     handle: Handle,
     registry: Registry,
+    state: Arc<Extensions>,
 }
 
 impl Deref for Conn {
@@ -406,10 +438,11 @@ impl Deref for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(shared: Arc<Shared>, registry: Registry) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, registry: Registry, state: Arc<Extensions>) -> Self {
         Conn {
             handle: Handle { shared },
             registry,
+            state,
         }
     }
 
@@ -489,5 +522,33 @@ impl Conn {
     /// The server's registry of live connections.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The application state of type `T` registered with
+    /// [`Server::state`](crate::Server::state), shared by every connection;
+    /// `None` when no value of that type was registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// #[derive(Default)]
+    /// struct Stats {
+    ///     messages: AtomicU64,
+    /// }
+    ///
+    /// async fn count(conn: &wharf::Conn, _msg: wharf::Message) -> wharf::Result<()> {
+    ///     if let Some(stats) = conn.state::<Stats>() {
+    ///         stats.messages.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let server = wharf::Server::new().state(Stats::default());
+    /// # drop(server);
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.state.get()
     }
 }

@@ -25,8 +25,10 @@ use futures_util::{AsyncRead, Sink, Stream};
 use crate::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::handler::{BoxFuture, DynHandler};
-use crate::message::Message;
+use crate::handler::DynHandler;
+use crate::handlers::BoxFuture;
+use crate::message::{Bytes, Message};
+use crate::metrics::Metrics;
 use crate::rt::{self, TcpStream};
 
 type Ws = WebSocketStream<TcpStream>;
@@ -43,6 +45,39 @@ pub(crate) struct Limits {
     pub(crate) inbound_queue: usize,
     /// Payload bytes the inbox may hold before reading pauses.
     pub(crate) inbound_bytes: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) session_ttl: Option<Duration>,
+    pub(crate) send_timeout: Duration,
+}
+
+/// The open connection's policy clocks: idle, heartbeat, session age and
+/// slow consumer. One timer serves them all; it is armed for the earliest
+/// deadline and, when it fires, each policy is checked against the clock and
+/// the timer re-armed. Reads only record the time, so a busy connection
+/// never touches the timer.
+#[derive(Debug)]
+struct Policies {
+    timer: Option<rt::Deadline>,
+    /// When the timer is due; `None` when disarmed.
+    armed: Option<Instant>,
+    /// Last frame of any kind from the peer.
+    heard: Instant,
+    /// Last frame the peer sent on its own (data or ping).
+    active: Instant,
+    /// When our outstanding ping was sent.
+    ping_sent: Option<Instant>,
+    /// A ping is due and waits for room in the socket.
+    ping_due: bool,
+    /// Since when the send queue has been full.
+    full_since: Option<Instant>,
+}
+
+/// What the policy clocks decided.
+enum Verdict {
+    Close(CloseCode, &'static str),
+    Dead,
 }
 
 /// Where the connection is in its closing handshake.
@@ -99,6 +134,8 @@ struct End {
 pub(crate) struct Driver<'c> {
     conn: &'c Conn,
     handler: &'c dyn DynHandler,
+    metrics: &'c Metrics,
+    policies: Policies,
     ws: Option<Ws>,
     phase: Phase,
     limits: Limits,
@@ -111,16 +148,35 @@ pub(crate) struct Driver<'c> {
     started: Instant,
     messages_in: u64,
     messages_out: u64,
+    /// Message counts already added to the server's metrics.
+    reported: (u64, u64),
     end: Option<End>,
     /// Frames left to read in this poll; see [`READ_BUDGET`].
     budget: u32,
 }
 
 impl<'c> Driver<'c> {
-    pub(crate) fn new(conn: &'c Conn, handler: &'c dyn DynHandler, ws: Ws, limits: Limits) -> Self {
+    pub(crate) fn new(
+        conn: &'c Conn,
+        handler: &'c dyn DynHandler,
+        metrics: &'c Metrics,
+        ws: Ws,
+        limits: Limits,
+    ) -> Self {
+        let now = Instant::now();
         Driver {
             conn,
             handler,
+            metrics,
+            policies: Policies {
+                timer: None,
+                armed: None,
+                heard: now,
+                active: now,
+                ping_sent: None,
+                ping_due: false,
+                full_since: None,
+            },
             ws: Some(ws),
             phase: Phase::Open,
             limits,
@@ -129,9 +185,10 @@ impl<'c> Driver<'c> {
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             unflushed: false,
-            started: Instant::now(),
+            started: now,
             messages_in: 0,
             messages_out: 0,
+            reported: (0, 0),
             end: None,
             budget: READ_BUDGET,
         }
@@ -161,9 +218,24 @@ impl<'c> Driver<'c> {
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let poll = self.poll_steps(cx);
+        // Message counters reach the server's metrics once per poll.
+        let (sent_in, sent_out) = self.reported;
+        if (sent_in, sent_out) != (self.messages_in, self.messages_out) {
+            self.metrics
+                .messages(self.messages_in - sent_in, self.messages_out - sent_out);
+            self.reported = (self.messages_in, self.messages_out);
+        }
+        poll
+    }
+
+    fn poll_steps(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let shared = &self.conn.shared;
         shared.set_waker(cx.waker());
         self.budget = READ_BUDGET;
+        if shared.is_aborted() {
+            self.abort();
+        }
         loop {
             let mut progress = self.poll_handler(cx);
             if matches!(self.phase, Phase::Open) {
@@ -173,7 +245,7 @@ impl<'c> Driver<'c> {
                 }
             }
             progress |= match self.phase {
-                Phase::Open => self.poll_open(cx),
+                Phase::Open => self.poll_open(cx) | self.poll_policies(cx),
                 Phase::ClosingByUs { .. } => self.poll_closing_by_us(cx),
                 Phase::ClosedByPeer { .. } => self.poll_closed_by_peer(cx),
                 Phase::Failing { .. } => self.poll_failing(cx),
@@ -282,6 +354,7 @@ impl<'c> Driver<'c> {
         self.phase = Phase::Terminated;
         let _ = self.conn.shared.finish(end.outcome);
         self.conn.registry().remove(self.conn.id());
+        self.metrics.closed(end.code, end.initiator, end.outcome);
         log_end(
             self.conn,
             &end,
@@ -296,6 +369,173 @@ impl<'c> Driver<'c> {
     fn abnormal(&mut self) {
         self.conn.shared.mark_closing();
         self.end_close(false, CloseOutcome::PeerGone);
+    }
+
+    /// Drops the socket without a Close frame (a dead peer, or the end of a
+    /// shutdown's drain): reported as 1006 with `reason`.
+    fn drop_socket(&mut self, reason: &str, outcome: CloseOutcome) {
+        self.conn.shared.mark_closing();
+        self.terminate(End {
+            code: CloseCode::ABNORMAL,
+            reason: reason.to_owned(),
+            initiator: Initiator::Abnormal,
+            clean: false,
+            outcome,
+        });
+    }
+
+    /// The server gave up on this connection (a graceful shutdown's drain
+    /// deadline passed): the socket and any running handler are dropped.
+    fn abort(&mut self) {
+        self.running = None;
+        self.clear_inbox();
+        match self.phase {
+            Phase::Terminated => {}
+            Phase::Open => self.drop_socket("Dropped at shutdown", CloseOutcome::TimedOut),
+            _ => {
+                self.closing_failed(CloseOutcome::TimedOut);
+            }
+        }
+    }
+
+    /// Checks the policy clocks (see [`Policies`]) and acts on the first
+    /// that expired. Returns whether anything happened.
+    fn poll_policies(&mut self, cx: &mut Context<'_>) -> bool {
+        if !matches!(self.phase, Phase::Open) {
+            return false;
+        }
+        let full = self.conn.shared.is_full();
+        let mut rearm = false;
+        match (full, self.policies.full_since) {
+            (true, None) => {
+                self.policies.full_since = Some(Instant::now());
+                rearm = true;
+            }
+            (false, Some(_)) => self.policies.full_since = None,
+            _ => {}
+        }
+        let fired = self
+            .policies
+            .timer
+            .as_mut()
+            .is_some_and(|t| t.poll_expired(cx).is_ready());
+        if !(fired || rearm || self.policies.armed.is_none()) {
+            return self.policies.ping_due && self.poll_ping(cx);
+        }
+        let now = Instant::now();
+        match self.check_policies(now) {
+            Some(Verdict::Close(code, reason)) => {
+                tracing::debug!(id = %self.conn.id(), code = %code, reason, "policy closes the connection");
+                self.conn.shared.request_close(code, reason.to_owned());
+                if let Some((code, reason)) = self.conn.shared.take_close_request() {
+                    self.begin_close(code, reason);
+                }
+                return true;
+            }
+            Some(Verdict::Dead) => {
+                tracing::debug!(id = %self.conn.id(), "no answer to the heartbeat; dropping the socket");
+                self.drop_socket("Heartbeat timeout", CloseOutcome::PeerGone);
+                return true;
+            }
+            None => {}
+        }
+        let next = self.next_policy_deadline();
+        if next != self.policies.armed {
+            self.policies.armed = next;
+            match next {
+                Some(at) => {
+                    let timer = self
+                        .policies
+                        .timer
+                        .get_or_insert_with(|| rt::Deadline::at(at));
+                    timer.reset_at(at);
+                    // Register the waker with the re-armed timer.
+                    if timer.poll_expired(cx).is_ready() {
+                        cx.waker().wake_by_ref();
+                    }
+                }
+                None => self.policies.timer = None,
+            }
+        }
+        self.policies.ping_due && self.poll_ping(cx)
+    }
+
+    fn check_policies(&mut self, now: Instant) -> Option<Verdict> {
+        let limits = &self.limits;
+        let p = &mut self.policies;
+        if limits
+            .session_ttl
+            .is_some_and(|ttl| now >= self.started + ttl)
+        {
+            return Some(Verdict::Close(
+                CloseCode::POLICY_VIOLATION,
+                "Session expired",
+            ));
+        }
+        if p.full_since
+            .is_some_and(|since| now >= since + limits.send_timeout)
+        {
+            return Some(Verdict::Close(
+                CloseCode::POLICY_VIOLATION,
+                "Send queue full",
+            ));
+        }
+        if limits
+            .idle_timeout
+            .is_some_and(|idle| now >= p.active + idle)
+        {
+            return Some(Verdict::Close(CloseCode::GOING_AWAY, "Idle timeout"));
+        }
+        if let Some(interval) = limits.ping_interval {
+            match p.ping_sent {
+                Some(sent) if p.heard < sent => {
+                    if now >= sent + limits.pong_timeout {
+                        return Some(Verdict::Dead);
+                    }
+                }
+                _ => {
+                    p.ping_sent = None;
+                    if now >= p.heard + interval {
+                        p.ping_due = true;
+                        p.ping_sent = Some(now);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The earliest instant at which a policy may act.
+    fn next_policy_deadline(&self) -> Option<Instant> {
+        let limits = &self.limits;
+        let p = &self.policies;
+        let heartbeat = limits.ping_interval.map(|interval| match p.ping_sent {
+            Some(sent) if p.heard < sent => sent + limits.pong_timeout,
+            _ => p.heard + interval,
+        });
+        [
+            limits.session_ttl.map(|ttl| self.started + ttl),
+            p.full_since.map(|since| since + limits.send_timeout),
+            limits.idle_timeout.map(|idle| p.active + idle),
+            heartbeat,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Sends the due heartbeat ping once the socket has room.
+    fn poll_ping(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.ws().poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) | Poll::Pending => return false,
+        }
+        if self.ws().start_send(Frame::Ping(Bytes::new())).is_err() {
+            return false;
+        }
+        self.policies.ping_due = false;
+        self.unflushed = true;
+        matches!(self.poll_flush(cx), Ok(true))
     }
 
     /// Writes queued messages and flushes. `Err` when the socket failed.
@@ -339,17 +579,26 @@ impl<'c> Driver<'c> {
             self.abnormal();
             return true;
         };
+        let (mut heard, mut active) = (false, false);
         while self.inbox_has_room() && self.spend() {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     progress = true;
+                    heard = true;
                     match frame {
-                        Frame::Text(text) => self.receive(Message::Text(text)),
-                        Frame::Binary(data) => self.receive(Message::Binary(data)),
+                        Frame::Text(text) => {
+                            active = true;
+                            self.receive(Message::Text(text));
+                        }
+                        Frame::Binary(data) => {
+                            active = true;
+                            self.receive(Message::Binary(data));
+                        }
                         // tungstenite queued the pong; it goes out with the
                         // next read or flush.
-                        Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_) => {}
+                        Frame::Ping(_) => active = true,
+                        Frame::Pong(_) | Frame::Frame(_) => {}
                         Frame::Close(frame) => {
                             self.conn.shared.mark_closing();
                             let (code, reason) = split_frame(frame);
@@ -372,6 +621,13 @@ impl<'c> Driver<'c> {
                     self.abnormal();
                     return true;
                 }
+            }
+        }
+        if heard {
+            let now = Instant::now();
+            self.policies.heard = now;
+            if active {
+                self.policies.active = now;
             }
         }
         progress

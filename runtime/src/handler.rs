@@ -7,18 +7,21 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 
 use futures_util::FutureExt;
 
 use crate::close::Closed;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
+use crate::handlers::BoxFuture;
 use crate::message::Message;
+use crate::upgrade::{Rejection, Request};
 
 /// The events of one route.
 ///
-/// For each connection the server calls `on_connect` once after the upgrade,
+/// Before the upgrade, `on_upgrade` may refuse the request with an HTTP
+/// status ([`Rejection`]): no WebSocket is established and no other method
+/// runs. For each connection the server then calls `on_connect` once,
 /// then `on_message` for each message in arrival order (never two at once),
 /// then `on_close` exactly once, whoever ended the connection. While a
 /// handler awaits, the connection keeps answering pings and reading the
@@ -62,6 +65,15 @@ use crate::message::Message;
     note = "implement `wharf::Handler` for it (each method is an `async fn` with a default)"
 )]
 pub trait Handler: Send + Sync + 'static {
+    /// Runs before the `101` is sent, once the request is known to be a
+    /// valid upgrade for this route; an `Err` answers with its status and
+    /// body instead and closes the socket. Runs under the server's
+    /// handshake timeout.
+    fn on_upgrade(&self, req: &Request) -> impl Future<Output = Result<(), Rejection>> + Send {
+        let _ = req;
+        async { Ok(()) }
+    }
+
     /// Runs once, right after the upgrade. May call `conn.close()`.
     fn on_connect(&self, conn: &Conn) -> impl Future<Output = Result<()>> + Send {
         let _ = conn;
@@ -80,19 +92,43 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (conn, closed);
         async {}
     }
-}
 
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+    /// Checks the handler when the server binds; an `Err` fails
+    /// [`Server::bind`](crate::Server::bind). Used by [`Handlers`](crate::Handlers)
+    /// to report two handlers for one event.
+    #[doc(hidden)]
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}
 
 /// [`Handler`] with boxed futures, so routes can hold different handler
 /// types.
 pub(crate) trait DynHandler: Send + Sync {
+    fn upgrade<'a>(&'a self, req: &'a Request) -> BoxFuture<'a, Result<(), Rejection>>;
+    fn check(&self) -> Result<()>;
     fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>>;
     fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>>;
     fn close<'a>(&'a self, conn: &'a Conn, closed: &'a Closed) -> BoxFuture<'a, ()>;
 }
 
 impl<H: Handler> DynHandler for H {
+    fn upgrade<'a>(&'a self, req: &'a Request) -> BoxFuture<'a, Result<(), Rejection>> {
+        Box::pin(async move {
+            match AssertUnwindSafe(self.on_upgrade(req)).catch_unwind().await {
+                Ok(verdict) => verdict,
+                Err(_) => {
+                    tracing::error!(peer = %req.peer_addr(), path = req.path(), "upgrade handler panicked");
+                    Err(Rejection::new(500, "Internal server error\n"))
+                }
+            }
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        Handler::check(self)
+    }
+
     fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>> {
         Box::pin(contain(self.on_connect(conn)))
     }

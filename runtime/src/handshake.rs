@@ -11,10 +11,11 @@ use std::io;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue};
+use async_tungstenite::tungstenite::http::{self, HeaderMap, HeaderName, HeaderValue};
 use futures_util::{AsyncReadExt, AsyncWriteExt};
 
 use crate::rt::{self, TcpStream};
+use crate::upgrade::Rejection;
 
 /// Headers parsed from one request at most; more is answered with 431.
 const MAX_HEADERS: usize = 64;
@@ -133,6 +134,12 @@ pub(crate) enum Refusal {
     MethodNotAllowed,
     UpgradeRequired,
     HeadersTooLarge,
+    /// An `Origin` not allowed.
+    Forbidden,
+    /// Over a per-IP limit.
+    TooManyRequests,
+    /// Over the overall limit, or shutting down.
+    Unavailable(&'static str),
 }
 
 impl Refusal {
@@ -143,6 +150,9 @@ impl Refusal {
             Refusal::MethodNotAllowed => 405,
             Refusal::UpgradeRequired => 426,
             Refusal::HeadersTooLarge => 431,
+            Refusal::Forbidden => 403,
+            Refusal::TooManyRequests => 429,
+            Refusal::Unavailable(_) => 503,
         }
     }
 
@@ -171,6 +181,23 @@ impl Refusal {
                 "Request Header Fields Too Large",
                 &[],
                 b"Request headers too large\n",
+                "text/plain",
+            ),
+            Refusal::Forbidden => {
+                response(403, "Forbidden", &[], b"Origin not allowed\n", "text/plain")
+            }
+            Refusal::TooManyRequests => response(
+                429,
+                "Too Many Requests",
+                &[("Retry-After", "1")],
+                b"Too many connections\n",
+                "text/plain",
+            ),
+            Refusal::Unavailable(why) => response(
+                503,
+                "Service Unavailable",
+                &[("Retry-After", "1")],
+                why.as_bytes(),
                 "text/plain",
             ),
         }
@@ -287,6 +314,27 @@ pub(crate) fn response(
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+/// The response for an upgrade handler's rejection.
+pub(crate) fn rejection(rejection: &Rejection) -> Vec<u8> {
+    let status = rejection.status();
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Rejected");
+    let headers: Vec<(&str, &str)> = rejection
+        .extra_headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    response(
+        status,
+        reason,
+        &headers,
+        rejection.body().as_bytes(),
+        "text/plain; charset=utf-8",
+    )
 }
 
 /// Sends a refusal and closes the socket.

@@ -10,44 +10,49 @@
 //! close handler once and logs one structured `tracing` event.
 //!
 //! ```no_run
-//! use wharf::{CloseCode, Closed, Conn, Handler, Message};
+//! use wharf as ws;
+//! use ws::{CloseCode, Closed, Conn, Message};
 //!
-//! struct Chat;
-//!
-//! impl Handler for Chat {
-//!     async fn on_connect(&self, conn: &Conn) -> wharf::Result<()> {
-//!         if conn.query("token") != Some("secret") {
-//!             conn.close(CloseCode::POLICY_VIOLATION, "Invalid authentication").await?;
-//!         }
-//!         Ok(())
+//! #[ws::on("connect")]
+//! async fn join(conn: &Conn) -> ws::Result<()> {
+//!     if conn.query("token") != Some("secret") {
+//!         conn.close(CloseCode::POLICY_VIOLATION, "Invalid authentication").await?;
 //!     }
+//!     Ok(())
+//! }
 //!
-//!     async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
-//!         conn.registry().broadcast(conn.path(), msg);
-//!         Ok(())
-//!     }
+//! #[ws::on("message")]
+//! async fn relay(conn: &Conn, msg: Message) {
+//!     conn.registry().broadcast(conn.path(), msg);
+//! }
 //!
-//!     async fn on_close(&self, conn: &Conn, closed: &Closed) {
-//!         tracing::info!(id = %conn.id(), code = %closed.code, "left");
-//!     }
+//! #[ws::on("close")]
+//! async fn left(conn: &Conn, closed: &Closed) {
+//!     tracing::info!(id = %conn.id(), code = %closed.code, "left");
 //! }
 //!
 //! #[async_std::main]
-//! async fn main() -> wharf::Result<()> {
-//!     wharf::Server::new()
-//!         .route("/chat", Chat)
+//! async fn main() -> ws::Result<()> {
+//!     let summary = ws::Server::new()
+//!         .route("/chat", ws::handlers![join, relay, left])
 //!         .bind("127.0.0.1:8080")
 //!         .await?
+//!         .shutdown_on_signals()
 //!         .run()
-//!         .await
+//!         .await?;
+//!     tracing::info!(clean = summary.clean, dropped = summary.dropped, "stopped");
+//!     Ok(())
 //! }
 //! ```
+//!
+//! Handlers can also be written as a type implementing [`Handler`].
 //!
 //! Runtime: async-std with async-tungstenite. Every runtime call sits in one
 //! private module so the runtime can change in one place.
 
 #![forbid(unsafe_code)]
 
+mod admission;
 mod close;
 mod config;
 mod conn;
@@ -55,21 +60,80 @@ mod driver;
 mod error;
 mod extensions;
 mod handler;
+mod handlers;
 mod handshake;
 mod message;
+mod metrics;
 mod registry;
 mod rt;
 mod server;
+mod shutdown;
+mod upgrade;
 
 pub use close::{CloseCode, CloseOutcome, Closed, Initiator, MAX_REASON_BYTES};
-pub use config::Config;
+pub use config::{Config, ConnectRate};
 pub use conn::{Conn, ConnId, Handle};
 pub use error::{Error, Result};
 pub use extensions::Extensions;
 pub use handler::Handler;
+pub use handlers::Handlers;
 pub use message::{Bytes, Message, Utf8Bytes};
+pub use metrics::{Refused, Stats};
 pub use registry::{CloseCounts, Registry};
-pub use server::{Listening, Route, Server};
+pub use server::{Listening, Route, Server, ServerHandle};
+pub use shutdown::ShutdownSummary;
+pub use upgrade::{Rejection, Request};
+
+#[doc(inline)]
+pub use wharf_macros::on;
+
+/// Builds a route's [`Handlers`] from functions annotated with
+/// [`#[on]`](on): `handlers![join, echo, left]`.
+///
+/// Each name is a function annotated with `#[wharf::on("...")]` (a path
+/// such as `chat::join` works too). Two handlers for the same event in one
+/// list are a compile error naming both.
+///
+/// # Examples
+///
+/// ```
+/// use wharf as ws;
+/// use ws::{Closed, Conn, Message};
+///
+/// #[ws::on("connect")]
+/// async fn hello(conn: &Conn) -> ws::Result<()> {
+///     conn.send("hello").await
+/// }
+///
+/// #[ws::on("message")]
+/// async fn echo(_conn: &Conn, msg: Message) -> Message {
+///     msg
+/// }
+///
+/// #[ws::on("close")]
+/// async fn bye(conn: &Conn, closed: &Closed) {
+///     tracing::info!(id = %conn.id(), code = %closed.code, "left");
+/// }
+///
+/// let server = ws::Server::new().route("/", ws::handlers![hello, echo, bye]);
+/// # drop(server);
+/// ```
+#[macro_export]
+macro_rules! handlers {
+    ($($handler:path),* $(,)?) => {
+        $crate::__private::handlers!($crate; $($handler),*)
+    };
+}
+
+/// What the macros' generated code uses; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handlers::{
+        reply, BoxFuture, CloseFn, Companion, ConnectFn, Event, MessageFn, Outcome, Reply, Slot,
+        UpgradeFn, Verdict,
+    };
+    pub use wharf_macros::handlers;
+}
 
 /// The `http` crate's types used in the request data (`HeaderMap`, ...).
 pub use async_tungstenite::tungstenite::http;

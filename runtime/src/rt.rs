@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use async_std::net::{TcpListener, TcpStream};
 
@@ -39,6 +39,20 @@ pub(crate) async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await;
 }
 
+/// Resolves when the process receives SIGINT or SIGTERM (Ctrl-C and
+/// `kill`, what service managers send to stop a program). Fails when signal
+/// handlers cannot be installed.
+pub(crate) async fn termination_signal() -> io::Result<()> {
+    use async_signal::{Signal, Signals};
+    use futures_util::StreamExt;
+
+    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    match signals.next().await {
+        Some(result) => result.map(drop),
+        None => Ok(()),
+    }
+}
+
 /// A one-shot deadline that a hand-written future can poll.
 #[derive(Debug)]
 pub(crate) struct Deadline {
@@ -51,6 +65,18 @@ impl Deadline {
         Self {
             timer: async_io::Timer::after(after),
         }
+    }
+
+    /// A deadline at `at`.
+    pub(crate) fn at(at: Instant) -> Self {
+        Self {
+            timer: async_io::Timer::at(at),
+        }
+    }
+
+    /// Moves the deadline to `at`.
+    pub(crate) fn reset_at(&mut self, at: Instant) {
+        self.timer.set_at(at);
     }
 
     /// Ready once the deadline has passed.

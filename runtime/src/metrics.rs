@@ -1,0 +1,266 @@
+//! Server-wide counters: what came in, what was refused and why, how
+//! connections ended.
+//!
+//! Counters are atomics bumped on the hot path (per accepted socket, per
+//! batch of messages), except the table of closes by code and initiator,
+//! which takes a lock once per connection end. This module only counts and
+//! renders; it never decides anything.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use crate::close::{CloseCode, CloseOutcome, Initiator};
+
+/// Why a socket was answered with an HTTP error instead of an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Refused {
+    /// Over [`Config::max_connections`](crate::Config::max_connections): 503.
+    MaxConnections,
+    /// Over [`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip): 429.
+    PerIpLimit,
+    /// Over [`Config::connect_rate`](crate::Config::connect_rate): 429.
+    RateLimited,
+    /// An `Origin` not in [`Config::allowed_origins`](crate::Config::allowed_origins): 403.
+    Origin,
+    /// The route's upgrade handler rejected the request (its status).
+    Rejected,
+    /// The server is shutting down: 503.
+    ShuttingDown,
+    /// No route for the path: 404.
+    NotFound,
+    /// Not a valid WebSocket upgrade (400, 405, 426) or not HTTP at all.
+    BadRequest,
+    /// Request head over [`Config::max_request_bytes`](crate::Config::max_request_bytes): 431.
+    TooLarge,
+    /// The request did not arrive within the handshake timeout (dropped,
+    /// no response).
+    HandshakeTimeout,
+}
+
+impl Refused {
+    const ALL: [Refused; 10] = [
+        Refused::MaxConnections,
+        Refused::PerIpLimit,
+        Refused::RateLimited,
+        Refused::Origin,
+        Refused::Rejected,
+        Refused::ShuttingDown,
+        Refused::NotFound,
+        Refused::BadRequest,
+        Refused::TooLarge,
+        Refused::HandshakeTimeout,
+    ];
+
+    /// The label used in logs and in the Prometheus output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::MaxConnections => "max_connections",
+            Refused::PerIpLimit => "per_ip_limit",
+            Refused::RateLimited => "rate_limited",
+            Refused::Origin => "origin",
+            Refused::Rejected => "rejected",
+            Refused::ShuttingDown => "shutting_down",
+            Refused::NotFound => "not_found",
+            Refused::BadRequest => "bad_request",
+            Refused::TooLarge => "too_large",
+            Refused::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The live counters of one server.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    refused: [AtomicU64; Refused::ALL.len()],
+    closed: Mutex<BTreeMap<(u16, Initiator), u64>>,
+    close_timeouts: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn refused(&self, why: Refused) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn opened(&self) {
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome) {
+        self.active.fetch_sub(1, Relaxed);
+        if outcome == CloseOutcome::TimedOut {
+            self.close_timeouts.fetch_add(1, Relaxed);
+        }
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        *closed.entry((code.as_u16(), initiator)).or_default() += 1;
+    }
+
+    pub(crate) fn messages(&self, received: u64, sent: u64) {
+        if received > 0 {
+            self.messages_in.fetch_add(received, Relaxed);
+        }
+        if sent > 0 {
+            self.messages_out.fetch_add(sent, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            accepted: self.accepted.load(Relaxed),
+            active: self.active.load(Relaxed),
+            refused: Refused::ALL
+                .iter()
+                .map(|&why| (why, self.refused[why as usize].load(Relaxed)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            closed: self
+                .closed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(&(code, initiator), &count)| (CloseCode::from(code), initiator, count))
+                .collect(),
+            close_timeouts: self.close_timeouts.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+        }
+    }
+}
+
+/// A snapshot of a server's counters, from
+/// [`ServerHandle::stats`](crate::ServerHandle::stats). Counters start at
+/// zero when the server binds and only grow, except `active`.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> wharf::Result<()> {
+/// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+/// let stats = listening.handle().stats();
+/// println!("{} open, {} refused by the rate limit", stats.active, stats.refused(wharf::Refused::RateLimited));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// TCP connections accepted (before any admission check).
+    pub accepted: u64,
+    /// WebSocket connections open now (upgraded, not yet ended).
+    pub active: u64,
+    /// Sockets answered with an HTTP error, by reason (reasons never seen
+    /// are left out).
+    pub refused: Vec<(Refused, u64)>,
+    /// Connection ends by close code and initiator. A dropped stream counts
+    /// as 1006 with [`Initiator::Abnormal`].
+    pub closed: Vec<(CloseCode, Initiator, u64)>,
+    /// Closing handshakes that hit the close timeout.
+    pub close_timeouts: u64,
+    /// Text and binary messages received.
+    pub messages_in: u64,
+    /// Text and binary messages written.
+    pub messages_out: u64,
+}
+
+impl Stats {
+    /// Sockets refused for `why`.
+    pub fn refused(&self, why: Refused) -> u64 {
+        self.refused
+            .iter()
+            .find(|(r, _)| *r == why)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Connections that ended with `code`, started by `initiator`.
+    pub fn closed(&self, code: impl Into<CloseCode>, initiator: Initiator) -> u64 {
+        let code = code.into();
+        self.closed
+            .iter()
+            .find(|(c, i, _)| *c == code && *i == initiator)
+            .map_or(0, |(_, _, n)| *n)
+    }
+
+    /// The counters in the Prometheus text exposition format (version
+    /// 0.0.4), as served on [`Config::metrics_path`](crate::Config::metrics_path).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let single = |value: u64| [(String::new(), value)];
+        family(
+            "wharf_connections_accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            &single(self.accepted),
+        );
+        family(
+            "wharf_connections_active",
+            "gauge",
+            "WebSocket connections open.",
+            &single(self.active),
+        );
+        let refused: Vec<_> = self
+            .refused
+            .iter()
+            .map(|(why, n)| (format!("{{reason=\"{why}\"}}"), *n))
+            .collect();
+        family(
+            "wharf_connections_refused_total",
+            "counter",
+            "Sockets answered with an HTTP error instead of an upgrade, by reason.",
+            &refused,
+        );
+        let closed: Vec<_> = self
+            .closed
+            .iter()
+            .map(|(code, initiator, n)| {
+                let labels = format!("{{code=\"{}\",initiator=\"{initiator}\"}}", code.as_u16());
+                (labels, *n)
+            })
+            .collect();
+        family(
+            "wharf_connections_closed_total",
+            "counter",
+            "WebSocket connections ended, by close code and initiator.",
+            &closed,
+        );
+        family(
+            "wharf_close_timeouts_total",
+            "counter",
+            "Closing handshakes that hit the close timeout.",
+            &single(self.close_timeouts),
+        );
+        family(
+            "wharf_messages_received_total",
+            "counter",
+            "Text and binary messages received.",
+            &single(self.messages_in),
+        );
+        family(
+            "wharf_messages_sent_total",
+            "counter",
+            "Text and binary messages sent.",
+            &single(self.messages_out),
+        );
+        out
+    }
+}
