@@ -1,0 +1,4 @@
+#[wharf::on("connect")]
+struct Chat;
+
+fn main() {}
