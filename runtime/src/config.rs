@@ -1,7 +1,7 @@
 //! Server settings and their documented defaults.
 //!
 //! Plain data: reading and validating settings lives here, acting on them
-//! lives in the modules that own the behaviour (`http.rs`, `driver.rs`).
+//! lives in the modules that own the behaviour (`handshake.rs`, `server.rs`, `driver.rs`).
 
 use std::time::Duration;
 

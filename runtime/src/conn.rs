@@ -231,21 +231,20 @@ impl Shared {
         self.lock().queue.len() >= self.capacity
     }
 
-    /// Tells the driver to drop the socket now; see `aborted`. Returns
-    /// false when the connection had already ended.
-    pub(crate) fn abort(&self) -> bool {
-        let waker = {
-            let state = self.lock();
-            if matches!(state.life, Life::Ended(_)) {
-                return false;
-            }
-            self.aborted.store(true, Ordering::Relaxed);
-            state.driver.clone()
-        };
+    /// Tells the driver to drop the socket and any running handler now;
+    /// see `aborted`.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Relaxed);
+        let waker = self.lock().driver.clone();
         if let Some(waker) = waker {
             waker.wake();
         }
-        true
+    }
+
+    /// Forgets the driver's waker once its task is over.
+    pub(crate) fn clear_waker(&self) {
+        let waker = self.lock().driver.take();
+        drop(waker);
     }
 
     pub(crate) fn is_aborted(&self) -> bool {
@@ -276,7 +275,6 @@ impl Shared {
                 return false;
             }
             state.life = Life::Ended(outcome);
-            state.driver = None;
             std::mem::take(&mut state.queue)
         };
         drop(dropped);

@@ -153,6 +153,8 @@ pub(crate) struct Driver<'c> {
     end: Option<End>,
     /// Frames left to read in this poll; see [`READ_BUDGET`].
     budget: u32,
+    /// The server gave up on the connection before it ended (see `abort`).
+    dropped: bool,
 }
 
 impl<'c> Driver<'c> {
@@ -191,12 +193,14 @@ impl<'c> Driver<'c> {
             reported: (0, 0),
             end: None,
             budget: READ_BUDGET,
+            dropped: false,
         }
     }
 
     /// Drives the connection until its socket is closed and the last
-    /// handler has returned; returns what the close handler is told.
-    pub(crate) async fn run(mut self) -> Closed {
+    /// handler has returned; returns what the close handler is told, and
+    /// whether the server dropped the connection before it ended.
+    pub(crate) async fn run(mut self) -> (Closed, bool) {
         poll_fn(|cx| self.poll_drive(cx)).await;
         let end = self.end.take().unwrap_or(End {
             code: CloseCode::ABNORMAL,
@@ -205,7 +209,7 @@ impl<'c> Driver<'c> {
             clean: false,
             outcome: CloseOutcome::PeerGone,
         });
-        Closed {
+        let closed = Closed {
             code: end.code,
             reason: end.reason,
             initiator: end.initiator,
@@ -214,7 +218,8 @@ impl<'c> Driver<'c> {
             duration: self.started.elapsed(),
             messages_in: self.messages_in,
             messages_out: self.messages_out,
-        }
+        };
+        (closed, self.dropped)
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -352,8 +357,10 @@ impl<'c> Driver<'c> {
         self.ws = None;
         self.deadline = None;
         self.phase = Phase::Terminated;
-        let _ = self.conn.shared.finish(end.outcome);
+        // Leave the registry before publishing the outcome: whoever has
+        // seen the outcome must not find the connection still listed.
         self.conn.registry().remove(self.conn.id());
+        let _ = self.conn.shared.finish(end.outcome);
         self.metrics.closed(end.code, end.initiator, end.outcome);
         log_end(
             self.conn,
@@ -389,6 +396,7 @@ impl<'c> Driver<'c> {
     fn abort(&mut self) {
         self.running = None;
         self.clear_inbox();
+        self.dropped = !matches!(self.phase, Phase::Terminated);
         match self.phase {
             Phase::Terminated => {}
             Phase::Open => self.drop_socket("Dropped at shutdown", CloseOutcome::TimedOut),
@@ -423,6 +431,13 @@ impl<'c> Driver<'c> {
             return self.policies.ping_due && self.poll_ping(cx);
         }
         let now = Instant::now();
+        if !self.inbox_has_room() {
+            // Reading is paused for the handler (inbound backpressure): the
+            // peer's pongs wait unread behind its messages, and a peer whose
+            // messages fill the inbox is anything but idle or dead.
+            self.policies.heard = now;
+            self.policies.active = now;
+        }
         match self.check_policies(now) {
             Some(Verdict::Close(code, reason)) => {
                 tracing::debug!(id = %self.conn.id(), code = %code, reason, "policy closes the connection");
@@ -628,6 +643,11 @@ impl<'c> Driver<'c> {
             self.policies.heard = now;
             if active {
                 self.policies.active = now;
+            }
+            if self.policies.ping_sent.is_some() {
+                // Answered: the next ping is due an interval from now, which
+                // may be earlier than the pong deadline the timer is set for.
+                self.policies.armed = None;
             }
         }
         progress

@@ -32,7 +32,7 @@ use crate::message::Bytes;
 use crate::metrics::{Metrics, Refused, Stats};
 use crate::registry::Registry;
 use crate::rt::{self, TcpListener, TcpStream};
-use crate::shutdown::{self, ShutdownSummary, Trigger};
+use crate::shutdown::{self, Live, ShutdownSummary, Tally, Trigger};
 use crate::upgrade::{Rejection, Request};
 
 /// A WebSocket route: a path, its handler, and the subprotocols it speaks.
@@ -241,6 +241,12 @@ impl Server {
         self
     }
 
+    /// Sets [`Config::pong_timeout`] alone.
+    pub fn pong_timeout(mut self, limit: Duration) -> Self {
+        self.config.pong_timeout = limit;
+        self
+    }
+
     /// Turns heartbeat pings off ([`Config::ping_interval`] = `None`).
     pub fn no_heartbeat(mut self) -> Self {
         self.config.ping_interval = None;
@@ -293,6 +299,30 @@ impl Server {
         self.config.shutdown_code = code.into();
         self.config.shutdown_reason = reason.to_owned();
         self.config.drain_timeout = drain;
+        self
+    }
+
+    /// Sets [`Config::drain_timeout`] alone.
+    pub fn drain_timeout(mut self, limit: Duration) -> Self {
+        self.config.drain_timeout = limit;
+        self
+    }
+
+    /// Sets [`Config::max_request_bytes`].
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_request_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Config::inbound_queue`].
+    pub fn inbound_queue(mut self, messages: usize) -> Self {
+        self.config.inbound_queue = messages;
+        self
+    }
+
+    /// Sets [`Config::read_buffer_size`].
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.read_buffer_size = bytes;
         self
     }
 
@@ -366,6 +396,8 @@ impl Server {
                 .collect(),
             metrics: Metrics::default(),
             trigger: Trigger::default(),
+            live: Live::default(),
+            tally: Tally::default(),
             refusing: AtomicUsize::new(0),
             config: self.config,
             ws_config,
@@ -400,6 +432,10 @@ struct Inner {
     origins: Vec<String>,
     metrics: Metrics,
     trigger: Trigger,
+    /// Connection tasks, for the drain.
+    live: Live,
+    /// How connections ended during a drain.
+    tally: Tally,
     /// Refusal responses being written at accept time; see `refuse_early`.
     refusing: AtomicUsize,
 }
@@ -523,7 +559,14 @@ impl Listening {
         tracing::info!(addr = %local_addr, "stopped accepting; draining");
         let config = &inner.config;
         let (code, reason) = close::validate(config.shutdown_code, &config.shutdown_reason)?;
-        Ok(shutdown::drain(&inner.registry, code, &reason, config.drain_timeout).await)
+        Ok(shutdown::drain(
+            &inner.live,
+            &inner.tally,
+            code,
+            &reason,
+            config.drain_timeout,
+        )
+        .await)
     }
 }
 
@@ -809,6 +852,8 @@ async fn run_connection(
 ) {
     let shared = Arc::new(Shared::new(info, inner.config.send_queue, extensions));
     let conn = Conn::new(shared, inner.registry.clone(), Arc::clone(&inner.state));
+    inner.live.insert(conn.handle());
+    let guard = Release(inner, &conn);
     inner.registry.insert(conn.handle());
     inner.metrics.opened();
     if inner.trigger.is_fired() {
@@ -819,28 +864,32 @@ async fn run_connection(
         }
     }
     tracing::debug!(id = %conn.id(), peer = %conn.peer_addr(), path = %conn.path(), "connection open");
-    let guard = Release(&conn);
-    let closed = Driver::new(&conn, &*route.handler, &inner.metrics, ws, inner.limits)
+    let (closed, dropped) = Driver::new(&conn, &*route.handler, &inner.metrics, ws, inner.limits)
         .run()
         .await;
+    if inner.trigger.is_fired() {
+        inner.tally.record(closed.outcome, dropped);
+    }
     route.handler.close(&conn, &closed).await;
     drop(guard);
 }
 
 /// Releases a connection's server-side state when its task ends, including
 /// when a handler panics or the task is dropped mid-way: `close()` callers
-/// are released, the registry entry and per-connection data are dropped.
-struct Release<'a>(&'a Conn);
+/// are released, the registry entry and per-connection data are dropped,
+/// and a drain waiting for the task is told.
+struct Release<'a>(&'a Inner, &'a Conn);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        let conn = self.0;
+        let Release(inner, conn) = *self;
         // The driver normally ended the connection (and left the registry)
         // already; only a task cut short still has both to do.
-        if conn.shared.finish(CloseOutcome::PeerGone) {
-            conn.registry().remove(conn.id());
-        }
+        conn.registry().remove(conn.id());
+        let _ = conn.shared.finish(CloseOutcome::PeerGone);
+        conn.shared.clear_waker();
         let data = std::mem::take(&mut *conn.extensions());
         drop(data);
+        inner.live.remove(conn.id());
     }
 }

@@ -3,17 +3,20 @@
 //!
 //! The drain asks every live connection to close through the ordinary
 //! `close()` path (so each end is logged, counted and runs its close
-//! handler), waits for the handshakes up to the drain deadline, then drops
-//! the connections still open. It never waits past the deadline.
+//! handler), waits for the handshakes and close handlers up to the drain
+//! deadline, then drops the connections still open (and handlers still
+//! running). It never waits past the deadline plus a short grace for the
+//! dropped connections' close handlers.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use futures_util::future::join_all;
 
 use crate::close::{CloseCode, CloseOutcome};
-use crate::registry::Registry;
+use crate::conn::{ConnId, Handle};
 use crate::rt;
 
 /// The shutdown trigger shared by a server's handles.
@@ -62,7 +65,8 @@ pub struct ShutdownSummary {
     /// Peers whose stream failed during the handshake.
     pub peer_gone: usize,
     /// Connections still open at the drain deadline, dropped without
-    /// finishing their handshake.
+    /// finishing their handshake (a connection whose handshake finished but
+    /// whose handler was still running counts under its outcome).
     pub dropped: usize,
     /// How long the drain took.
     pub duration: Duration,
@@ -75,65 +79,126 @@ impl ShutdownSummary {
     }
 }
 
-#[derive(Default)]
-struct Counts {
+/// Every connection task from its upgrade until its close handler has
+/// returned: what a drain waits for, and what it aborts at the deadline.
+/// Unlike the registry, it still lists a connection whose socket is closed
+/// while a handler of it runs.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    tasks: Mutex<HashMap<ConnId, Handle>>,
+    /// Notified when the last task leaves.
+    empty: Event,
+}
+
+impl Live {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, Handle>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn insert(&self, handle: Handle) {
+        self.lock().insert(handle.id(), handle);
+    }
+
+    pub(crate) fn remove(&self, id: ConnId) {
+        let (removed, now_empty) = {
+            let mut tasks = self.lock();
+            (tasks.remove(&id), tasks.is_empty())
+        };
+        drop(removed);
+        if now_empty {
+            self.empty.notify(usize::MAX);
+        }
+    }
+
+    fn handles(&self) -> Vec<Handle> {
+        self.lock().values().cloned().collect()
+    }
+
+    async fn wait_empty(&self) {
+        loop {
+            if self.lock().is_empty() {
+                return;
+            }
+            let listener = self.empty.listen();
+            if self.lock().is_empty() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// How connections that ended during a drain ended, counted by their tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
     clean: AtomicUsize,
     timed_out: AtomicUsize,
     peer_gone: AtomicUsize,
+    dropped: AtomicUsize,
 }
 
-/// Closes every connection in `registry` with `code` and `reason` (already
-/// validated) and waits up to `limit`; connections that upgrade meanwhile
-/// are closed too (the server refuses new upgrades while draining, but one
+impl Tally {
+    /// Counts one connection end; `dropped` when the drain deadline cut it.
+    pub(crate) fn record(&self, outcome: CloseOutcome, dropped: bool) {
+        let counter = match outcome {
+            _ if dropped => &self.dropped,
+            CloseOutcome::Clean => &self.clean,
+            CloseOutcome::TimedOut => &self.timed_out,
+            CloseOutcome::PeerGone => &self.peer_gone,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// After the drain deadline, how long the dropped connections' close
+/// handlers get before `run()` returns.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
+/// Closes every live connection with `code` and `reason` (already
+/// validated) and waits up to `limit` for their handshakes and close
+/// handlers; then drops the rest and gives their close handlers
+/// [`ABORT_GRACE`]. Connections that upgrade meanwhile are closed too by
+/// their own task (the server refuses new upgrades while draining, but one
 /// may be between its 101 and the registry).
 pub(crate) async fn drain(
-    registry: &Registry,
+    live: &Live,
+    tally: &Tally,
     code: CloseCode,
     reason: &str,
     limit: Duration,
 ) -> ShutdownSummary {
     let started = Instant::now();
-    let deadline = started + limit;
-    let counts = Counts::default();
-    let mut dropped = 0;
-    loop {
-        let handles = registry.handles();
-        if handles.is_empty() {
-            break;
-        }
-        tracing::info!(
-            connections = handles.len(),
-            code = code.as_u16(),
-            reason,
-            drain_ms = limit.as_millis() as u64,
-            "closing every connection"
+    let handles = live.handles();
+    tracing::info!(
+        connections = handles.len(),
+        code = code.as_u16(),
+        reason,
+        drain_ms = limit.as_millis() as u64,
+        "closing every connection"
+    );
+    for handle in &handles {
+        handle.shared.request_close(code, reason.to_owned());
+    }
+    drop(handles);
+    if rt::timeout(limit, live.wait_empty()).await.is_none() {
+        let stuck = live.handles();
+        tracing::warn!(
+            connections = stuck.len(),
+            "drain deadline passed; dropping the rest"
         );
-        for handle in &handles {
-            handle.shared.request_close(code, reason.to_owned());
+        for handle in &stuck {
+            handle.shared.abort();
         }
-        let wait_all = join_all(handles.iter().map(|handle| async {
-            let counter = match handle.shared.outcome().await {
-                CloseOutcome::Clean => &counts.clean,
-                CloseOutcome::TimedOut => &counts.timed_out,
-                CloseOutcome::PeerGone => &counts.peer_gone,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }));
-        let left = deadline.saturating_duration_since(Instant::now());
-        if rt::timeout(left, wait_all).await.is_none() {
-            dropped += registry
-                .handles()
-                .iter()
-                .filter(|handle| handle.shared.abort())
-                .count();
-            break;
+        drop(stuck);
+        if rt::timeout(ABORT_GRACE, live.wait_empty()).await.is_none() {
+            tracing::warn!("close handlers still running after the drain; returning anyway");
         }
     }
     let summary = ShutdownSummary {
-        clean: counts.clean.into_inner(),
-        timed_out: counts.timed_out.into_inner(),
-        peer_gone: counts.peer_gone.into_inner(),
-        dropped,
+        clean: tally.clean.load(Ordering::Relaxed),
+        timed_out: tally.timed_out.load(Ordering::Relaxed),
+        peer_gone: tally.peer_gone.load(Ordering::Relaxed),
+        dropped: tally.dropped.load(Ordering::Relaxed),
         duration: started.elapsed(),
     };
     tracing::info!(
