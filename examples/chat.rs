@@ -1,7 +1,9 @@
 //! A chat room: the main Wharf example.
 //!
-//! It shows a WebSocket route with connect, message and close handlers,
-//! per-connection data, broadcasting through the registry, and closes
+//! It shows a WebSocket route built from `#[ws::on(...)]` handlers for
+//! connect, message and close; application state shared by every
+//! connection (`Server::state` and `conn.state()`); per-connection data
+//! (`conn.extensions()`); broadcasting through the registry; and closes
 //! started by the server, both from a connection's own handler and from
 //! another connection's handler through a registry handle.
 //!
@@ -11,7 +13,8 @@
 //!
 //! then open <http://127.0.0.1:8080/> in two browser tabs. `--addr HOST:PORT`
 //! changes the address (default 127.0.0.1:8080); the server logs it when it
-//! is ready. Set `RUST_LOG=debug` for a line per connection.
+//! is ready. Set `RUST_LOG=debug` for a line per connection. Ctrl-C closes
+//! every connection with 1001 "Going away" before the server exits.
 //!
 //! The room lives on `ws://HOST:PORT/chat?name=NAME`. Every text message is
 //! sent to everyone in the room, sender included, as `NAME: text`; joins and
@@ -22,18 +25,23 @@
 //!   "Kicked by YOU" (anyone may kick anyone: this is a demo).
 //!
 //! A name already in the room is refused with 4001 "Name taken"; a message
-//! longer than 500 characters is refused with a note to its sender only. The
-//! page at `/` shows the close code and reason when the session ends.
+//! longer than 500 characters is refused with a note to its sender only; a
+//! message over 64 KiB ends the connection with 1009. The page at `/` shows
+//! the close code and reason when the session ends.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use wharf::{CloseCode, Closed, Conn, ConnId, Handler, Message};
+use wharf as ws;
+use wharf_examples::{Cli, Flag};
+use ws::{CloseCode, Closed, Conn, ConnId, Message};
 
 /// The route of the room.
 const ROOM: &str = "/chat";
 /// Longest chat line, in characters; longer ones are refused politely.
 const MAX_CHARS: usize = 500;
+/// Largest message, in bytes: a bigger one ends the connection with 1009.
+const MAX_MESSAGE: usize = 64 << 10;
 /// Longest name, in characters.
 const MAX_NAME: usize = 24;
 /// Close code for a member removed with `/kick` (private range 4000-4999).
@@ -44,24 +52,31 @@ const NAME_TAKEN: u16 = 4001;
 /// The page served at `/`: plain HTML and JavaScript, no external resources.
 const PAGE: &str = include_str!("chat.html");
 
-/// A member's name, kept in the connection's extensions.
-struct Name(String);
-
-/// The room: who is in it, by name.
+/// The room: who is in it, by name. One value for the whole server,
+/// registered with `Server::state` and shared by every handler.
 ///
 /// The roster maps names to connection ids so `/kick NAME` can find the
 /// connection's handle in the registry; it also makes the duplicate-name
 /// check and the join one atomic step.
-#[derive(Default)]
-struct Chat {
+#[derive(Debug, Default)]
+pub struct Room {
     roster: Mutex<HashMap<String, ConnId>>,
 }
 
-impl Chat {
+impl Room {
+    /// The room registered with the server.
+    fn of(conn: &Conn) -> ws::Result<&Room> {
+        conn.state::<Room>()
+            .ok_or_else(|| ws::Error::handler("the server has no Room state"))
+    }
+
     fn roster(&self) -> MutexGuard<'_, HashMap<String, ConnId>> {
         self.roster.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// A member's name, kept in the connection's extensions.
+struct Name(String);
 
 /// Cleans the `?name=` a client asked for: letters, digits, `-`, `_` and `.`
 /// only, at most [`MAX_NAME`] characters. Without a usable name, or with one
@@ -80,107 +95,128 @@ fn pick_name(asked: Option<&str>, id: ConnId) -> String {
     }
 }
 
-impl Handler for Chat {
-    async fn on_connect(&self, conn: &Conn) -> wharf::Result<()> {
-        let name = pick_name(conn.query("name"), conn.id());
-        let present = {
-            let mut roster = self.roster();
-            if roster.contains_key(&name) {
-                None
-            } else {
-                roster.insert(name.clone(), conn.id());
-                let mut names: Vec<&str> = roster.keys().map(String::as_str).collect();
-                names.sort_unstable();
-                Some(names.join(", "))
-            }
-        };
-        let Some(present) = present else {
-            tracing::info!(id = %conn.id(), %name, "name taken; refusing");
-            conn.close(NAME_TAKEN, "Name taken").await?;
-            return Ok(());
-        };
-        conn.extensions().insert(Name(name.clone()));
-        tracing::info!(id = %conn.id(), %name, "joined");
-        conn.text(format!(
-            "* welcome, {name}. In the room: {present}. Commands: /quit, /kick NAME"
-        ))
-        .await?;
-        conn.registry().broadcast(ROOM, format!("* {name} joined"));
-        Ok(())
-    }
-
-    async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
-        let Some(text) = msg.as_text() else {
-            return conn.text("* only text messages are supported").await;
-        };
-        let text = text.trim();
-        let me = match conn.extensions().get::<Name>() {
-            Some(Name(name)) => name.clone(),
-            None => return Ok(()),
-        };
-        let chars = text.chars().count();
-        if chars > MAX_CHARS {
-            return conn
-                .text(format!(
-                    "* not sent: {chars} characters, the limit is {MAX_CHARS}"
-                ))
-                .await;
+/// Joins the room under the asked name, or closes with 4001 when it is taken.
+#[ws::on("connect")]
+async fn join(conn: &Conn) -> ws::Result<()> {
+    let name = pick_name(conn.query("name"), conn.id());
+    let present = {
+        let mut roster = Room::of(conn)?.roster();
+        if roster.contains_key(&name) {
+            None
+        } else {
+            roster.insert(name.clone(), conn.id());
+            let mut names: Vec<&str> = roster.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            Some(names.join(", "))
         }
-        if text == "/quit" {
-            // Closing from inside our own handler: the server sends the
-            // Close frame and waits for the browser's answer.
-            conn.close(CloseCode::NORMAL, "Goodbye").await?;
-        } else if let Some(target) = text.strip_prefix("/kick ") {
-            let target = target.trim();
-            let id = self.roster().get(target).copied();
-            // The registry hands out a handle to any live connection.
-            match id.and_then(|id| conn.registry().get(id)) {
-                Some(handle) => {
-                    let outcome = handle.close(KICKED, &format!("Kicked by {me}")).await?;
-                    tracing::info!(by = %me, kicked = %target, %outcome, "kick");
-                }
-                None => conn.text(format!("* nobody named {target:?}")).await?,
-            }
-        } else if text.starts_with('/') {
-            conn.text(format!(
-                "* unknown command {text:?}; try /quit or /kick NAME"
-            ))
-            .await?;
-        } else if !text.is_empty() {
-            conn.registry().broadcast(ROOM, format!("{me}: {text}"));
-        }
-        Ok(())
-    }
-
-    async fn on_close(&self, conn: &Conn, closed: &Closed) {
-        // Connections refused in `on_connect` never got a name.
-        let Some(Name(name)) = conn.extensions().remove::<Name>() else {
-            return;
-        };
-        self.roster().remove(&name);
-        // The connection has already left the registry: this goes to the
-        // others only.
-        let why = match closed.reason.as_str() {
-            "" => format!("{}", closed.code),
-            reason => format!("{} {reason}", closed.code),
-        };
-        conn.registry()
-            .broadcast(ROOM, format!("* {name} left ({why})"));
-    }
+    }; // the roster is unlocked before anything is awaited
+    let Some(present) = present else {
+        tracing::info!(id = %conn.id(), %name, "name taken; refusing");
+        conn.close(NAME_TAKEN, "Name taken").await?;
+        return Ok(());
+    };
+    conn.extensions().insert(Name(name.clone()));
+    tracing::info!(id = %conn.id(), %name, "joined");
+    conn.text(format!(
+        "* welcome, {name}. In the room: {present}. Commands: /quit, /kick NAME"
+    ))
+    .await?;
+    conn.registry().broadcast(ROOM, format!("* {name} joined"));
+    Ok(())
 }
 
-#[async_std::main]
-async fn main() -> wharf::Result<()> {
-    wharf_examples::init_logging();
-    let addr = wharf_examples::addr_flag("chat", "127.0.0.1:8080")?;
-    let server = wharf::Server::new()
+/// Runs a command or sends a line to the room. The returned text, if any,
+/// is a note for the sender only.
+#[ws::on("message")]
+async fn say(conn: &Conn, msg: Message) -> ws::Result<Option<String>> {
+    let Some(text) = msg.as_text() else {
+        return Ok(Some("* only text messages are supported".into()));
+    };
+    let text = text.trim();
+    let Some(me) = conn.extensions().get::<Name>().map(|name| name.0.clone()) else {
+        return Ok(None); // refused in `join`: the close is under way
+    };
+    let chars = text.chars().count();
+    if chars > MAX_CHARS {
+        return Ok(Some(format!(
+            "* not sent: {chars} characters, the limit is {MAX_CHARS}"
+        )));
+    }
+    if text == "/quit" {
+        // Closing from inside our own handler: the server sends the Close
+        // frame and waits for the browser's answer.
+        conn.close(CloseCode::NORMAL, "Goodbye").await?;
+    } else if let Some(target) = text.strip_prefix("/kick ") {
+        let target = target.trim();
+        let id = Room::of(conn)?.roster().get(target).copied();
+        // The registry hands out a handle to any live connection.
+        let Some(handle) = id.and_then(|id| conn.registry().get(id)) else {
+            return Ok(Some(format!("* nobody named {target:?}")));
+        };
+        let outcome = handle.close(KICKED, &format!("Kicked by {me}")).await?;
+        tracing::info!(by = %me, kicked = %target, %outcome, "kick");
+    } else if text.starts_with('/') {
+        return Ok(Some(format!(
+            "* unknown command {text:?}; try /quit or /kick NAME"
+        )));
+    } else if !text.is_empty() {
+        conn.registry().broadcast(ROOM, format!("{me}: {text}"));
+    }
+    Ok(None)
+}
+
+/// Leaves the room and tells the others why.
+#[ws::on("close")]
+async fn leave(conn: &Conn, closed: &Closed) -> ws::Result<()> {
+    // Connections refused in `join` never got a name.
+    let Some(Name(name)) = conn.extensions().remove::<Name>() else {
+        return Ok(());
+    };
+    Room::of(conn)?.roster().remove(&name);
+    // The connection has already left the registry: this goes to the
+    // others only.
+    let why = match closed.reason.as_str() {
+        "" => format!("{}", closed.code),
+        reason => format!("{} {reason}", closed.code),
+    };
+    conn.registry()
+        .broadcast(ROOM, format!("* {name} left ({why})"));
+    Ok(())
+}
+
+/// The chat server: the page at `/` and the room at [`ROOM`].
+pub fn app() -> ws::Server {
+    ws::Server::new()
+        .state(Room::default())
         .page("/", "text/html; charset=utf-8", PAGE)
-        .route(ROOM, Chat::default())
+        .route(ROOM, ws::handlers![join, say, leave])
         // The hard limit: a bigger message ends the connection with 1009.
         // Chat lines are refused politely long before that (`MAX_CHARS`).
-        .max_message_size(64 << 10)
-        .bind(addr.as_str())
-        .await?;
+        .max_message_size(MAX_MESSAGE)
+}
+
+/// The command line.
+const CLI: Cli = Cli {
+    program: "chat",
+    about: "A chat room: open http://HOST:PORT/ in a browser.",
+    flags: &[Flag {
+        name: "--addr",
+        value: "HOST:PORT",
+        help: "listen address (default 127.0.0.1:8080)",
+    }],
+};
+
+#[async_std::main]
+async fn main() -> ws::Result<()> {
+    let addr = CLI.parse_env_or_exit(|args| Ok(args.get_or("--addr", "127.0.0.1:8080")));
+    wharf_examples::init_logging();
+    let server = app().bind(addr.as_str()).await?;
     tracing::info!("open http://{}/ in a browser", server.local_addr());
-    server.run().await
+    let summary = server.shutdown_on_signals().run().await?;
+    tracing::info!(
+        clean = summary.clean,
+        dropped = summary.dropped,
+        "chat stopped"
+    );
+    Ok(())
 }

@@ -1,0 +1,297 @@
+//! The `echo` example: echo and `kick` on any path, its command line, and
+//! each policy flag wired through to the server.
+
+mod support;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../echo.rs"]
+mod echo;
+
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message as WsMessage;
+use echo::{app, Options};
+use futures_util::StreamExt;
+use support::*;
+use wharf_examples::CliError;
+
+/// Starts the echo example with the flags in `args`.
+async fn start_with(args: &[&str]) -> Running {
+    let options = Options::parse(args.iter().copied()).expect("flags");
+    start(app(&options)).await
+}
+
+#[async_std::test]
+async fn echoes_text_and_binary_on_any_path() {
+    let server = start_with(&[]).await;
+    for path in ["/", "/echo", "/any/path?x=1"] {
+        let mut client = connect(&server, path).await;
+        send_text(&mut client, "hello").await;
+        assert_eq!(next_text(&mut client).await, "hello");
+        within(
+            "send binary",
+            client.send(WsMessage::binary(vec![0u8, 1, 2])),
+        )
+        .await
+        .unwrap();
+        match within("binary echo", client.next()).await {
+            Some(Ok(WsMessage::Binary(data))) => assert_eq!(&data[..], [0, 1, 2]),
+            other => panic!("expected the binary echo, got {other:?}"),
+        }
+        within("client close", client.close(None)).await.unwrap();
+    }
+}
+
+#[async_std::test]
+async fn kick_closes_with_1008_session_expired() {
+    let server = start_with(&[]).await;
+    let mut client = connect(&server, "/").await;
+    send_text(&mut client, "before").await;
+    assert_eq!(next_text(&mut client).await, "before");
+    send_text(&mut client, "kick").await;
+    let closed = closed_by_server(&mut client).await;
+    assert_eq!(closed.close, Some((1008, "Session expired".into())));
+    assert!(closed.before.is_empty(), "{:?}", closed.before);
+}
+
+// ---- the command line ----
+
+#[test]
+fn without_flags_it_keeps_the_defaults_and_a_64_mib_limit() {
+    let options = Options::parse(Vec::<String>::new()).unwrap();
+    assert_eq!(
+        options,
+        Options {
+            addr: "127.0.0.1:9001".into(),
+            idle_timeout: None,
+            ping_interval: None,
+            pong_timeout: None,
+            session_ttl: None,
+            max_message: 64 << 20,
+            max_conns: None,
+            max_conns_per_ip: None,
+            connect_rate: None,
+            origins: Vec::new(),
+            drain: None,
+            metrics: None,
+        }
+    );
+}
+
+#[test]
+fn every_flag_is_read() {
+    let options = Options::parse([
+        "--addr=127.0.0.1:7000",
+        "--idle-timeout-ms=1",
+        "--ping-interval-ms=2",
+        "--pong-timeout-ms=3",
+        "--session-ttl-ms=4",
+        "--max-message=5",
+        "--max-conns=6",
+        "--max-conns-per-ip=7",
+        "--connect-rate=8",
+        "--origin=http://a.test",
+        "--origin=https://b.test:8443",
+        "--drain-ms=9",
+        "--metrics=/metrics",
+    ])
+    .unwrap();
+    let ms = Duration::from_millis;
+    assert_eq!(
+        options,
+        Options {
+            addr: "127.0.0.1:7000".into(),
+            idle_timeout: Some(ms(1)),
+            ping_interval: Some(ms(2)),
+            pong_timeout: Some(ms(3)),
+            session_ttl: Some(ms(4)),
+            max_message: 5,
+            max_conns: Some(6),
+            max_conns_per_ip: Some(7),
+            connect_rate: Some(8),
+            origins: vec!["http://a.test".into(), "https://b.test:8443".into()],
+            drain: Some(ms(9)),
+            metrics: Some("/metrics".into()),
+        }
+    );
+}
+
+#[test]
+fn bad_command_lines_are_refused_with_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus", "1"], "unknown flag \"--bogus\""),
+        (&["9001"], "unexpected argument \"9001\""),
+        (&["--max-message"], "--max-message needs a value"),
+        (
+            &["--max-message", "1k"],
+            "--max-message \"1k\": expected a whole number of at least 1",
+        ),
+        (
+            &["--max-conns", "0"],
+            "--max-conns \"0\": expected a whole number of at least 1",
+        ),
+        (
+            &["--idle-timeout-ms", "-1"],
+            "--idle-timeout-ms \"-1\": expected a whole number of at least 1",
+        ),
+        (
+            &["--connect-rate", "5000000000"],
+            "--connect-rate \"5000000000\": expected a whole number of at least 1",
+        ),
+        (
+            &["--origin", "localhost:8000"],
+            "--origin \"localhost:8000\": expected an origin like http://localhost:8000",
+        ),
+        (
+            &["--metrics", "metrics"],
+            "--metrics \"metrics\": expected a path starting with '/'",
+        ),
+    ];
+    for (args, message) in cases {
+        let err = Options::parse(args.iter().copied()).unwrap_err();
+        assert_eq!(err.to_string(), *message, "{args:?}");
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+    }
+    assert_eq!(Options::parse(["--help"]), Err(CliError::Help));
+}
+
+// ---- each policy flag reaches the server ----
+
+#[async_std::test]
+async fn max_message_closes_a_bigger_message_with_1009() {
+    let server = start_with(&["--max-message", "1024"]).await;
+    let mut client = connect(&server, "/").await;
+    let fits = "x".repeat(1024);
+    send_text(&mut client, &fits).await;
+    assert_eq!(next_text(&mut client).await, fits);
+    send_text(&mut client, &"x".repeat(1025)).await;
+    let closed = closed_by_server(&mut client).await;
+    assert_eq!(closed.close.map(|(code, _)| code), Some(1009));
+}
+
+#[async_std::test]
+async fn origin_refuses_other_origins_with_403() {
+    let server = start_with(&[
+        "--origin",
+        "http://good.test",
+        "--origin",
+        "http://also-good.test:8000",
+    ])
+    .await;
+    let response = http_exchange(
+        server.addr,
+        &upgrade_request("/", &["Origin: http://evil.test"]),
+    )
+    .await;
+    assert_eq!(status(&response), 403, "{response}");
+    assert!(!response.contains("Sec-WebSocket-Accept"), "{response}");
+    for origin in ["http://good.test", "http://also-good.test:8000"] {
+        let mut client = connect_with_headers(&server, "/", &[("Origin", origin)]).await;
+        send_text(&mut client, origin).await;
+        assert_eq!(next_text(&mut client).await, origin);
+    }
+}
+
+#[async_std::test]
+async fn max_conns_per_ip_refuses_the_next_one_with_429() {
+    let server = start_with(&["--max-conns-per-ip", "1"]).await;
+    let mut first = connect(&server, "/").await;
+    let response = http_exchange(server.addr, &upgrade_request("/", &[])).await;
+    assert_eq!(status(&response), 429, "{response}");
+    send_text(&mut first, "still here").await;
+    assert_eq!(next_text(&mut first).await, "still here");
+}
+
+#[async_std::test]
+async fn max_conns_refuses_the_next_one_with_503() {
+    let server = start_with(&["--max-conns", "1"]).await;
+    let _first = connect(&server, "/").await;
+    let response = http_exchange(server.addr, &upgrade_request("/", &[])).await;
+    assert_eq!(status(&response), 503, "{response}");
+}
+
+#[async_std::test]
+async fn connect_rate_refuses_a_burst_beyond_it_with_429() {
+    let server = start_with(&["--connect-rate", "1"]).await;
+    let _first = connect(&server, "/").await;
+    // The bucket held one token and refills one a second.
+    let response = http_exchange(server.addr, &upgrade_request("/", &[])).await;
+    assert_eq!(status(&response), 429, "{response}");
+}
+
+#[async_std::test]
+async fn idle_timeout_closes_a_silent_client_with_1001() {
+    let server = start_with(&["--idle-timeout-ms", "100"]).await;
+    let mut client = connect(&server, "/").await;
+    expect_close(&mut client, 1001, "Idle timeout").await;
+}
+
+#[async_std::test]
+async fn session_ttl_closes_at_the_deadline_with_1008() {
+    let server = start_with(&["--session-ttl-ms", "100"]).await;
+    let mut client = connect(&server, "/").await;
+    expect_close(&mut client, 1008, "Session expired").await;
+}
+
+#[async_std::test]
+async fn heartbeat_pings_then_drops_a_peer_that_never_answers() {
+    let server = start_with(&["--ping-interval-ms", "50", "--pong-timeout-ms", "50"]).await;
+    let mut peer = RawPeer::connect(server.addr, "/").await;
+    let ping = peer.read_frame().await.expect("a ping");
+    assert_eq!(ping.opcode, OP_PING);
+    // No pong: the server drops the socket without a Close frame.
+    assert_eq!(peer.read_frame().await, None);
+}
+
+#[async_std::test]
+async fn drain_ms_bounds_the_graceful_shutdown() {
+    let server = start_with(&["--drain-ms", "200"]).await;
+    let mut polite = connect(&server, "/").await;
+    // This peer never answers the server's Close.
+    let mut silent = RawPeer::connect(server.addr, "/").await;
+    let reading = async_std::task::spawn(async move { closed_by_server(&mut polite).await });
+    let summary = server.shutdown().await;
+    assert_eq!(summary.clean, 1, "{summary:?}");
+    assert_eq!(summary.dropped, 1, "{summary:?}");
+    // The default close timeout is 5 s: the 200 ms drain cut it short.
+    assert!(summary.duration < Duration::from_secs(4), "{summary:?}");
+    let closed = within("the polite client's close", reading).await;
+    assert_eq!(closed.close, Some((1001, "Going away".into())));
+    let close = silent.read_frame().await.expect("a Close frame");
+    assert_eq!(close.opcode, OP_CLOSE);
+    assert_eq!(&close.payload[..2], 1001u16.to_be_bytes());
+}
+
+#[async_std::test]
+async fn metrics_serves_prometheus_counters() {
+    let server = start_with(&["--metrics", "/metrics"]).await;
+    let mut client = connect(&server, "/").await;
+    send_text(&mut client, "count me").await;
+    assert_eq!(next_text(&mut client).await, "count me");
+    let response = http_exchange(
+        server.addr,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&response), 200, "{response}");
+    assert!(
+        response.contains("\nwharf_connections_active 1\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\nwharf_messages_received_total 1\n"),
+        "{response}"
+    );
+}
+
+#[async_std::test]
+async fn without_metrics_the_path_is_not_served() {
+    let server = start_with(&[]).await;
+    let response = http_exchange(
+        server.addr,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
+    // Every path is the echo route: a plain GET is told to upgrade.
+    assert_eq!(status(&response), 426, "{response}");
+}
