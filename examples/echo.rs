@@ -135,7 +135,6 @@ impl Options {
 
 /// The echo server with the policies `options` asks for.
 pub fn app(options: &Options) -> ws::Server {
-    let defaults = ws::Config::default();
     // Any path echoes: the fallback route answers every WebSocket request.
     let mut server = ws::Server::new()
         .fallback(ws::handlers![echo])
@@ -144,9 +143,11 @@ pub fn app(options: &Options) -> ws::Server {
     if let Some(limit) = options.idle_timeout {
         server = server.idle_timeout(limit);
     }
-    if let Some(interval) = options.ping_interval.or(defaults.ping_interval) {
-        let pong_timeout = options.pong_timeout.unwrap_or(defaults.pong_timeout);
-        server = server.heartbeat(interval, pong_timeout);
+    if let Some(interval) = options.ping_interval {
+        server = server.heartbeat(interval, ws::Config::default().pong_timeout);
+    }
+    if let Some(limit) = options.pong_timeout {
+        server = server.pong_timeout(limit);
     }
     if let Some(ttl) = options.session_ttl {
         server = server.session_ttl(ttl);
@@ -164,7 +165,7 @@ pub fn app(options: &Options) -> ws::Server {
         server = server.allow_origin(origin.as_str());
     }
     if let Some(drain) = options.drain {
-        server = server.shutdown(defaults.shutdown_code, &defaults.shutdown_reason, drain);
+        server = server.drain_timeout(drain);
     }
     if let Some(path) = &options.metrics {
         server = server.metrics(path.as_str());
