@@ -73,7 +73,8 @@ pub struct Config {
     /// one closes the connection with 1009. Default: 16 MiB.
     pub max_frame_size: usize,
     /// Largest HTTP upgrade request head (request line and headers), in
-    /// bytes; a bigger one is answered with 431. Default: 8 KiB.
+    /// bytes (256 B to 1 MiB); a bigger one is answered with 431.
+    /// Default: 8 KiB.
     pub max_request_bytes: usize,
     /// Messages that may wait in a connection's send queue. `send` waits for
     /// room when it is full, `try_send` fails with
@@ -89,7 +90,8 @@ pub struct Config {
     /// and resumes reading to complete its handshake. Default: 16.
     pub inbound_queue: usize,
     /// Bytes read from the socket at a time into each connection's read
-    /// buffer, which is allocated for the life of the connection.
+    /// buffer, which is allocated for the life of the connection (at most
+    /// 16 MiB).
     /// Default: 4 KiB (tungstenite's own default of 128 KiB costs that much
     /// memory for every idle connection).
     pub read_buffer_size: usize,
@@ -201,6 +203,11 @@ impl Default for Config {
     }
 }
 
+/// Largest `read_buffer_size`: it is allocated per connection up front.
+const MAX_READ_BUFFER: usize = 16 << 20;
+/// Largest `max_request_bytes`: a request head is buffered whole.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
 impl Config {
     /// Rejects settings that cannot work.
     pub(crate) fn validate(&self) -> Result<()> {
@@ -211,11 +218,11 @@ impl Config {
         if self.inbound_queue == 0 {
             return fail("inbound_queue must be at least 1");
         }
-        if self.read_buffer_size == 0 {
-            return fail("read_buffer_size must be at least 1");
+        if self.read_buffer_size == 0 || self.read_buffer_size > MAX_READ_BUFFER {
+            return fail("read_buffer_size must be between 1 byte and 16 MiB");
         }
-        if self.max_request_bytes < 256 {
-            return fail("max_request_bytes must be at least 256");
+        if !(256..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {
+            return fail("max_request_bytes must be between 256 bytes and 1 MiB");
         }
         let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
         if self.close_timeout.is_zero()

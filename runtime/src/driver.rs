@@ -596,6 +596,20 @@ impl<'c> Driver<'c> {
         };
         let (mut heard, mut active) = (false, false);
         while self.inbox_has_room() && self.spend() {
+            // While our writes are blocked (the peer does not read), reading
+            // waits too: each ping read would queue a pong in memory, so a
+            // peer flooding pings without reading could grow it without
+            // bound. Its frames wait in TCP buffers instead.
+            match self.poll_flush(cx) {
+                Ok(flushed) => progress |= flushed,
+                Err(()) => {
+                    self.abnormal();
+                    return true;
+                }
+            }
+            if self.unflushed {
+                break;
+            }
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
@@ -610,9 +624,12 @@ impl<'c> Driver<'c> {
                             active = true;
                             self.receive(Message::Binary(data));
                         }
-                        // tungstenite queued the pong; it goes out with the
-                        // next read or flush.
-                        Frame::Ping(_) => active = true,
+                        // tungstenite queued the pong; the next turn of this
+                        // loop flushes it.
+                        Frame::Ping(_) => {
+                            active = true;
+                            self.unflushed = true;
+                        }
                         Frame::Pong(_) | Frame::Frame(_) => {}
                         Frame::Close(frame) => {
                             self.conn.shared.mark_closing();
