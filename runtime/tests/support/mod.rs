@@ -340,3 +340,388 @@ fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
         header + len,
     ))
 }
+
+// ---- hostile input: helpers for hostile.rs and fuzz.rs ----
+
+// Unused in the test binaries that need none of them.
+#[allow(unused_imports)]
+pub use hostile_input::*;
+
+mod hostile_input {
+    use std::io::ErrorKind;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, Once};
+    use std::time::{Duration, Instant};
+
+    use async_std::channel::{unbounded, Receiver, Sender};
+    use async_std::io::{ReadExt, WriteExt};
+    use async_std::net::TcpStream;
+    use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+    use async_tungstenite::tungstenite::protocol::CloseFrame;
+    use async_tungstenite::tungstenite::Message as WsMessage;
+    use futures_util::StreamExt;
+    use wharf::{Closed, Conn, ConnId, Handler, Message};
+
+    use super::{connect, within, within_for, RawPeer, TestServer};
+
+    /// Connections a [`RecordingEcho`] has seen start and end.
+    #[derive(Debug, Clone, Default)]
+    pub struct Tally {
+        connects: Arc<AtomicUsize>,
+        closes: Arc<AtomicUsize>,
+    }
+
+    impl Tally {
+        /// Connect handlers run so far.
+        pub fn connects(&self) -> usize {
+            self.connects.load(Ordering::SeqCst)
+        }
+
+        /// Close handlers run so far.
+        pub fn closes(&self) -> usize {
+            self.closes.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Echoes every message; counts connects and closes and reports each
+    /// connection's start and end, with its id, on channels.
+    pub struct RecordingEcho {
+        tally: Tally,
+        opened: Sender<ConnId>,
+        closed: Sender<(ConnId, Closed)>,
+    }
+
+    impl Handler for RecordingEcho {
+        async fn on_connect(&self, conn: &Conn) -> wharf::Result<()> {
+            self.tally.connects.fetch_add(1, Ordering::SeqCst);
+            let _ = self.opened.send(conn.id()).await;
+            Ok(())
+        }
+
+        async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
+            conn.send(msg).await
+        }
+
+        async fn on_close(&self, conn: &Conn, closed: &Closed) {
+            self.tally.closes.fetch_add(1, Ordering::SeqCst);
+            let _ = self.closed.send((conn.id(), closed.clone())).await;
+        }
+    }
+
+    /// What a [`RecordingEcho`] reports.
+    pub struct Recorded {
+        pub tally: Tally,
+        opened: Receiver<ConnId>,
+        closed: Receiver<(ConnId, Closed)>,
+    }
+
+    impl Recorded {
+        /// The id of the next connection that ran its connect handler.
+        pub async fn next_opened(&self) -> ConnId {
+            within("connect handler", self.opened.recv())
+                .await
+                .expect("the server dropped its handler")
+        }
+
+        /// How connection `id` ended; ends of other connections reported
+        /// before it are skipped.
+        pub async fn closed_of(&self, id: ConnId) -> Closed {
+            loop {
+                let (got, closed) = self.next_closed().await;
+                if got == id {
+                    return closed;
+                }
+            }
+        }
+
+        /// The next connection end, in the order the close handlers ran.
+        pub async fn next_closed(&self) -> (ConnId, Closed) {
+            within("close handler", self.closed.recv())
+                .await
+                .expect("the server dropped its handler")
+        }
+
+        /// Waits until every connection that ran its connect handler has
+        /// run its close handler too (a panic in a connection task would
+        /// skip it), and checks no close handler ran without a connect.
+        pub async fn assert_all_closed(&self) {
+            let tally = &self.tally;
+            super::eventually("every connect has its close", || {
+                tally.closes() >= tally.connects()
+            })
+            .await;
+            assert_eq!(
+                tally.closes(),
+                tally.connects(),
+                "close handlers vs connects"
+            );
+        }
+    }
+
+    /// An echo handler and what it reports.
+    pub fn recording_echo() -> (RecordingEcho, Recorded) {
+        let (opened_tx, opened) = unbounded();
+        let (closed_tx, closed) = unbounded();
+        let tally = Tally::default();
+        let echo = RecordingEcho {
+            tally: tally.clone(),
+            opened: opened_tx,
+            closed: closed_tx,
+        };
+        (
+            echo,
+            Recorded {
+                tally,
+                opened,
+                closed,
+            },
+        )
+    }
+
+    impl RawPeer {
+        /// A raw peer on a socket whose upgrade the caller has completed
+        /// (the 101 head read, nothing after it).
+        pub fn upgraded(stream: TcpStream) -> RawPeer {
+            RawPeer {
+                stream,
+                buf: Vec::new(),
+            }
+        }
+    }
+
+    /// A fresh, well-behaved client on `path` is served: it connects, gets
+    /// its echo, closes with 1000 and gets the echo of its Close, then the
+    /// server ends the stream.
+    pub async fn assert_serves_fresh_client(server: &TestServer, path: &str) {
+        let mut client = connect(server, path).await;
+        within("send", client.send(WsMessage::text("still there?")))
+            .await
+            .expect("send");
+        let echo = within("echo", client.next()).await;
+        assert!(
+            matches!(echo, Some(Ok(WsMessage::Text(ref t))) if t.as_str() == "still there?"),
+            "expected the echo, got {echo:?}"
+        );
+        let bye = CloseFrame {
+            code: WsCloseCode::Normal,
+            reason: "done".into(),
+        };
+        within("client close", client.close(Some(bye)))
+            .await
+            .expect("send the Close");
+        let msg = within("echo of the Close", client.next()).await;
+        assert!(
+            matches!(msg, Some(Ok(WsMessage::Close(Some(ref f)))) if f.code == WsCloseCode::Normal),
+            "expected the echo of the Close, got {msg:?}"
+        );
+        assert!(within("end of stream", client.next()).await.is_none());
+    }
+
+    /// Sends raw `bytes` (which need not be text) and returns everything the
+    /// server answers until it ends the stream, as text.
+    pub async fn http_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+        within("http exchange", async {
+            let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
+            stream.write_all(bytes).await.expect("write request");
+            let mut out = Vec::new();
+            stream.read_to_end(&mut out).await.expect("read response");
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .await
+    }
+
+    /// The status code of an HTTP/1.1 response, if `response` starts with a
+    /// well-formed status line.
+    pub fn http_status(response: &str) -> Option<u16> {
+        let rest = response.strip_prefix("HTTP/1.1 ")?;
+        let code = rest.get(..3)?;
+        if rest.as_bytes().get(3) != Some(&b' ') || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        code.parse().ok()
+    }
+
+    /// Reads a response head (up to the blank line) one byte at a time, so
+    /// nothing after it is consumed. `None` when the stream ends first (the
+    /// bytes read so far are then in `partial` of the panic message, never
+    /// silently dropped: a server that answers must answer whole).
+    pub async fn read_response_head(stream: &mut TcpStream) -> Option<String> {
+        within("response head", async {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => {
+                        assert!(
+                            head.is_empty(),
+                            "the stream ended inside a response head: {:?}",
+                            String::from_utf8_lossy(&head)
+                        );
+                        return None;
+                    }
+                }
+                assert!(head.len() < 64 << 10, "endless response head");
+            }
+            Some(String::from_utf8_lossy(&head).into_owned())
+        })
+        .await
+    }
+
+    /// Reads and discards until the server ends the stream (EOF or reset),
+    /// failing after `limit`; returns how many bytes arrived before the end.
+    pub async fn wait_until_dropped(stream: &mut TcpStream, limit: Duration) -> usize {
+        within_for(limit, "the server to drop the socket", async {
+            let mut total = 0;
+            let mut chunk = vec![0u8; 4096];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) => return total,
+                    Ok(n) => total += n,
+                    Err(err) => {
+                        assert!(
+                            matches!(
+                                err.kind(),
+                                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                            ),
+                            "unexpected read error: {err}"
+                        );
+                        return total;
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Writes `bytes` one at a time, `pace` apart, until done or the server
+    /// drops the socket; returns how many were written. The pace is the
+    /// client's, not a wait for an event: the loop is bounded by `bytes`.
+    pub async fn trickle(mut stream: TcpStream, bytes: Vec<u8>, pace: Duration) -> usize {
+        for (i, byte) in bytes.iter().enumerate() {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return i;
+            }
+            async_std::task::sleep(pace).await;
+        }
+        bytes.len()
+    }
+
+    /// Sends `bytes` after the upgrade from a fresh raw peer and returns the
+    /// code of the server's Close frame (`None` for a Close without one).
+    /// Checks nothing came before the Close and the server then ended the
+    /// stream.
+    pub async fn close_code_for(server: &TestServer, path: &str, bytes: &[u8]) -> Option<u16> {
+        let mut peer = RawPeer::connect(server, path).await;
+        peer.send_raw(bytes).await;
+        let seen = peer.read_until_close().await;
+        assert!(
+            seen.before.is_empty(),
+            "frames before the Close: {:?}",
+            seen.before
+        );
+        peer.expect_eof().await;
+        seen.code
+    }
+
+    /// Connects `n` TCP sockets to `addr`, `batch` at a time, and returns
+    /// them with the instant each connect started.
+    pub async fn connect_many(
+        addr: SocketAddr,
+        n: usize,
+        batch: usize,
+    ) -> Vec<(TcpStream, Instant)> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let take = batch.min(n - out.len());
+            let started = Instant::now();
+            let streams = within(
+                "tcp connects",
+                futures_util::future::join_all((0..take).map(|_| TcpStream::connect(addr))),
+            )
+            .await;
+            for stream in streams {
+                out.push((stream.expect("tcp connect"), started));
+            }
+        }
+        out
+    }
+
+    // ---- panics outside the test code ----
+
+    static HOOK: Once = Once::new();
+    static SERVER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// Records every panic raised outside `tests/` (in Wharf or a
+    /// dependency, on any thread), while still printing it as usual. A
+    /// panic in a connection task does not fail a test by itself (the task
+    /// is detached), so tests check [`server_panics`].
+    pub fn install_panic_detector() {
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let location = info.location().map(|l| l.file().to_owned());
+                let in_tests = location
+                    .as_deref()
+                    .is_some_and(|file| file.contains("tests/") || file.contains("tests\\"));
+                if !in_tests {
+                    let what = format!("{info}");
+                    SERVER_PANICS
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(what);
+                }
+                previous(info);
+            }));
+        });
+    }
+
+    /// Panics recorded by [`install_panic_detector`] so far.
+    pub fn server_panics() -> Vec<String> {
+        SERVER_PANICS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fails the test if anything outside the tests panicked.
+    pub fn assert_no_server_panic() {
+        let panics = server_panics();
+        assert!(panics.is_empty(), "the server panicked: {panics:#?}");
+    }
+}
+
+// ---- a server with its handle: shutdown, stats (limits.rs, admission.rs,
+// graceful_shutdown.rs, metrics.rs) ----
+
+/// A server started by [`start_with_handle`].
+pub struct Running {
+    /// Its address and registry.
+    pub server: TestServer,
+    /// Its handle: `shutdown()`, `stats()`.
+    pub handle: wharf::ServerHandle,
+    /// The task running `Listening::run`: resolves with the shutdown
+    /// summary once a graceful shutdown has drained.
+    pub run: async_std::task::JoinHandle<wharf::Result<wharf::ShutdownSummary>>,
+}
+
+/// Binds `server` to 127.0.0.1:0, takes its handle, and runs it in a
+/// background task whose result the test can await.
+pub async fn start_with_handle(server: Server) -> Running {
+    init_tracing();
+    let listening = within("bind", server.bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let handle = listening.handle();
+    let server = TestServer {
+        addr: listening.local_addr(),
+        registry: listening.registry(),
+    };
+    let run = async_std::task::spawn(listening.run());
+    Running {
+        server,
+        handle,
+        run,
+    }
+}
