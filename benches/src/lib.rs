@@ -1,1 +1,66 @@
-//! Benchmarks live in `benches/`; run them with `cargo bench -p wharf-benches`.
+//! Code the Wharf benchmarks share: the servers under test, the client
+//! cycles that drive them, thread pinning, and readings from `/proc`.
+//!
+//! Every bench starts its servers in-process on 127.0.0.1 and drives them
+//! with async-tungstenite clients from the bench's main thread:
+//!
+//! - [`WharfServer`] is Wharf with the routes the benches use: an echo
+//!   fallback (the text `kick` makes the server close with 1008), a route
+//!   that hands each connection's [`Handle`](wharf::Handle) to the bench, and
+//!   a silent route for broadcasts.
+//! - [`start_bare`] is the baseline: the same echo written directly on
+//!   async-tungstenite with tungstenite's default `WebSocketConfig`, on the
+//!   same runtime, so each report shows Wharf's cost relative to the layer
+//!   it is built on.
+//! - [`client`] holds the client side: one churn [`cycle`](client::cycle)
+//!   (connect, upgrade, one 16-byte echo, close handshake), concurrent
+//!   [`churn`](client::churn), echo rounds.
+//! - [`pin`] puts the server's executor on one core and the clients on the
+//!   other; [`procfs`] reads resident memory, open descriptors and TCP
+//!   states of this process.
+//!
+//! Nothing here sends traffic anywhere but 127.0.0.1, and every loop is
+//! bounded in count and time.
+//!
+//! Run the benches with `cargo bench -p wharf-benches`; see `benches/README.md`.
+
+pub mod client;
+pub mod pin;
+pub mod procfs;
+pub mod servers;
+
+pub use servers::{start_bare, WharfServer, BROADCAST_PATH, CLOSE_PATH, ECHO_PATH};
+
+/// The error of a bench step: whatever failed, boxed.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result of a bench step.
+pub type BenchResult<T> = Result<T, BenchError>;
+
+/// Whether this run is a quick check rather than a measurement: criterion's
+/// test mode (`cargo bench -p wharf-benches -- --test`, which `.ci/run`
+/// uses) or `WHARF_BENCH_QUICK=1` in the environment.
+pub fn quick_mode() -> bool {
+    std::env::args().any(|arg| arg == "--test")
+        || std::env::var_os("WHARF_BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// Runs `step` for at most `limit`, so a bench that stops making progress
+/// fails with `what` instead of hanging.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    what: &str,
+    step: impl std::future::Future<Output = BenchResult<T>>,
+) -> BenchResult<T> {
+    match async_std::future::timeout(limit, step).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{what}: no result within {limit:?}").into()),
+    }
+}
+
+/// The time limit [`within`] gets for `cycles` churn cycles: 30 s plus
+/// 5 ms a cycle, far above any healthy run.
+pub fn churn_limit(cycles: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+        + std::time::Duration::from_millis(5).saturating_mul(cycles.min(u32::MAX.into()) as u32)
+}
