@@ -11,7 +11,7 @@
 //! 1005/1006/1015, and never wait on the peer without a deadline.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -197,11 +197,8 @@ impl<'c> Driver<'c> {
         }
     }
 
-    /// Drives the connection until its socket is closed and the last
-    /// handler has returned; returns what the close handler is told, and
-    /// whether the server dropped the connection before it ended.
-    pub(crate) async fn run(mut self) -> (Closed, bool) {
-        poll_fn(|cx| self.poll_drive(cx)).await;
+    /// What the close handler is told, once the driver has finished.
+    fn outcome(&mut self) -> (Closed, bool) {
         let end = self.end.take().unwrap_or(End {
             code: CloseCode::ABNORMAL,
             reason: String::new(),
@@ -221,7 +218,28 @@ impl<'c> Driver<'c> {
         };
         (closed, self.dropped)
     }
+}
 
+/// Awaiting the driver drives the connection until its socket is closed and
+/// the last handler has returned; it yields what the close handler is told,
+/// and whether the server dropped the connection before it ended.
+///
+/// The driver is its own future (rather than an `async fn` holding it), so
+/// a connection's task stores it once: after the read buffer, it is most of
+/// an idle connection's memory.
+impl Future for Driver<'_> {
+    type Output = (Closed, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let driver = self.get_mut();
+        match driver.poll_drive(cx) {
+            Poll::Ready(()) => Poll::Ready(driver.outcome()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<'c> Driver<'c> {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let poll = self.poll_steps(cx);
         // Message counters reach the server's metrics once per poll.

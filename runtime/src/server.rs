@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -99,7 +100,7 @@ struct Page {
 
 #[derive(Debug)]
 enum Endpoint {
-    Ws(Route),
+    Ws(Arc<Route>),
     Page(Page),
 }
 
@@ -133,7 +134,7 @@ enum Endpoint {
 pub struct Server {
     config: Config,
     endpoints: Vec<(String, Endpoint)>,
-    fallback: Option<Route>,
+    fallback: Option<Arc<Route>>,
     state: Extensions,
 }
 
@@ -151,14 +152,14 @@ impl Server {
     /// Adds a configured [`Route`].
     pub fn mount(mut self, route: Route) -> Self {
         self.endpoints
-            .push((route.path.clone(), Endpoint::Ws(route)));
+            .push((route.path.clone(), Endpoint::Ws(Arc::new(route))));
         self
     }
 
     /// Serves `handler` on every path that no route or page claims (instead
     /// of answering 404). [`Handle::path`](crate::Handle::path) is the path the client asked for.
     pub fn fallback(mut self, handler: impl Handler) -> Self {
-        self.fallback = Some(Route::new("*", handler));
+        self.fallback = Some(Arc::new(Route::new("*", handler)));
         self
     }
 
@@ -423,7 +424,7 @@ struct Inner {
     limits: Limits,
     ws_config: WebSocketConfig,
     endpoints: HashMap<String, Endpoint>,
-    fallback: Option<Route>,
+    fallback: Option<Arc<Route>>,
     registry: Registry,
     next_id: AtomicU64,
     state: Arc<Extensions>,
@@ -655,9 +656,9 @@ fn refuse_early(inner: &Arc<Inner>, stream: TcpStream, why: Refused) {
 
 /// What to do with a socket once its request head is read.
 enum Decision<'a> {
-    Upgrade(&'a Route, Box<http::Request>, http::Upgrade, Vec<u8>),
+    Upgrade(&'a Arc<Route>, Box<http::Request>, http::Upgrade, Vec<u8>),
     /// The upgrade handler accepted and the 101 is written.
-    Accepted(&'a Route, Box<Request>, http::Upgrade, Vec<u8>),
+    Accepted(&'a Arc<Route>, Box<Request>, http::Upgrade, Vec<u8>),
     Page(&'a Page, bool),
     Metrics,
     Refuse(Refusal),
@@ -739,8 +740,6 @@ fn refused_reason(refusal: Refusal) -> Refused {
 
 /// One accepted socket, from the first byte to the close handler.
 async fn serve(inner: Arc<Inner>, mut stream: TcpStream, peer: SocketAddr, permit: Permit) {
-    // Held for the socket's whole life: the per-IP and overall limits.
-    let _permit = permit;
     // Small frames (echoes, Close frames) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let handshake = async {
@@ -838,22 +837,38 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream, peer: SocketAddr, permi
                 subprotocol: upgrade.subprotocol,
             };
             let extensions = extensions.into_inner().unwrap_or_else(|p| p.into_inner());
-            run_connection(&inner, route, ws, info, extensions).await;
+            // The connection gets a task of its own, sized for the
+            // connection alone: this task's state machine also holds the
+            // handshake's, and an idle connection would carry both.
+            rt::spawn(connection_task(
+                Arc::clone(&inner),
+                Arc::clone(route),
+                ws,
+                info,
+                extensions,
+                permit,
+            ));
         }
     }
 }
 
-async fn run_connection(
-    inner: &Inner,
-    route: &Route,
+/// The task of one upgraded connection: from the registry to the close
+/// handler.
+///
+/// The connection is set up before the task's future exists, so that the
+/// future holds it once (an `async fn` would also keep its arguments):
+/// after the read buffer, the task is most of an idle connection's memory.
+fn connection_task(
+    inner: Arc<Inner>,
+    route: Arc<Route>,
     ws: WebSocketStream<TcpStream>,
     info: ConnInfo,
     extensions: Extensions,
-) {
+    permit: Permit,
+) -> impl Future<Output = ()> + Send + 'static {
     let shared = Arc::new(Shared::new(info, inner.config.send_queue, extensions));
     let conn = Conn::new(shared, inner.registry.clone(), Arc::clone(&inner.state));
     inner.live.insert(conn.handle());
-    let guard = Release(inner, &conn);
     inner.registry.insert(conn.handle());
     inner.metrics.opened();
     if inner.trigger.is_fired() {
@@ -864,14 +879,18 @@ async fn run_connection(
         }
     }
     tracing::debug!(id = %conn.id(), peer = %conn.peer_addr(), path = %conn.path(), "connection open");
-    let (closed, dropped) = Driver::new(&conn, &*route.handler, &inner.metrics, ws, inner.limits)
-        .run()
-        .await;
-    if inner.trigger.is_fired() {
-        inner.tally.record(closed.outcome, dropped);
+    async move {
+        // The permit holds the socket's place in the limits until the end.
+        let _permit = permit;
+        let guard = Release(&inner, &conn);
+        let (closed, dropped) =
+            Driver::new(&conn, &*route.handler, &inner.metrics, ws, inner.limits).await;
+        if inner.trigger.is_fired() {
+            inner.tally.record(closed.outcome, dropped);
+        }
+        route.handler.close(&conn, &closed).await;
+        drop(guard);
     }
-    route.handler.close(&conn, &closed).await;
-    drop(guard);
 }
 
 /// Releases a connection's server-side state when its task ends, including
