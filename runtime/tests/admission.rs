@@ -99,14 +99,7 @@ async fn ws_from(from: IpAddr, server: &TestServer, path: &str) -> Client {
     )
     .await
     .unwrap_or_else(|err| panic!("upgrade from {from} refused: {err}"));
-    within("send", client.send(WsMessage::text("hello")))
-        .await
-        .expect("send");
-    let echo = within("echo", client.next()).await;
-    assert!(
-        matches!(echo, Some(Ok(WsMessage::Text(ref t))) if t.as_str() == "hello"),
-        "expected the echo, got {echo:?}"
-    );
+    assert_echo(&mut client, "hello").await;
     client
 }
 
@@ -144,24 +137,18 @@ async fn upgrade_eventually(from: IpAddr, server: &TestServer, refusal: u16) -> 
     }
 }
 
-/// Closes an upgraded raw peer cleanly.
-async fn close_raw(mut peer: RawPeer) {
-    peer.send_close(1000, b"").await;
-    assert_eq!(peer.read_until_close().await.code, Some(1000));
-    peer.expect_eof().await;
+/// Starts `server` with a recording echo on `/`.
+async fn start_recording(server: Server) -> (Running, Recorded) {
+    let (echo, recorded) = recording_echo();
+    (start_with_handle(server.route("/", echo)).await, recorded)
 }
 
 #[async_std::test]
 async fn connections_beyond_the_rate_are_refused_with_429_per_ip() {
     // A burst of 3, refilled at one token every 100 s: nothing refills
     // during the test.
-    let (echo, recorded) = recording_echo();
-    let running = start_with_handle(
-        Server::new()
-            .connect_rate(ConnectRate::new(0.01, 3))
-            .route("/", echo),
-    )
-    .await;
+    let (running, recorded) =
+        start_recording(Server::new().connect_rate(ConnectRate::new(0.01, 3))).await;
     let server = &running.server;
 
     // A client that connects and disconnects in a loop: the burst is served.
@@ -189,8 +176,7 @@ async fn connections_beyond_the_rate_are_refused_with_429_per_ip() {
 
 #[async_std::test]
 async fn connections_beyond_the_per_ip_limit_are_refused_with_429() {
-    let (echo, recorded) = recording_echo();
-    let running = start_with_handle(Server::new().max_connections_per_ip(2).route("/", echo)).await;
+    let (running, recorded) = start_recording(Server::new().max_connections_per_ip(2)).await;
     let server = &running.server;
 
     let first = ws_from(HOME, server, "/").await;
@@ -206,7 +192,7 @@ async fn connections_beyond_the_per_ip_limit_are_refused_with_429() {
     close_client(first).await;
     recorded.next_closed().await;
     let (peer, retries) = upgrade_eventually(HOME, server, 429).await;
-    close_raw(peer).await;
+    peer.close_cleanly().await;
     close_client(other).await;
 
     assert_eq!(
@@ -217,8 +203,7 @@ async fn connections_beyond_the_per_ip_limit_are_refused_with_429() {
 
 #[async_std::test]
 async fn connections_beyond_max_connections_are_refused_with_503() {
-    let (echo, recorded) = recording_echo();
-    let running = start_with_handle(Server::new().max_connections(2).route("/", echo)).await;
+    let (running, recorded) = start_recording(Server::new().max_connections(2)).await;
     let server = &running.server;
 
     let first = ws_from(HOME, server, "/").await;
@@ -232,7 +217,7 @@ async fn connections_beyond_max_connections_are_refused_with_503() {
     close_client(first).await;
     recorded.next_closed().await;
     let (peer, retries) = upgrade_eventually(THIRD, server, 503).await;
-    close_raw(peer).await;
+    peer.close_cleanly().await;
 
     assert_eq!(
         running.handle.stats().refused,
@@ -243,13 +228,7 @@ async fn connections_beyond_max_connections_are_refused_with_503() {
 
 #[async_std::test]
 async fn only_allowed_origins_may_upgrade() {
-    let (echo, recorded) = recording_echo();
-    let running = start_with_handle(
-        Server::new()
-            .allow_origin("http://a.example")
-            .route("/", echo),
-    )
-    .await;
+    let (running, recorded) = start_recording(Server::new().allow_origin("http://a.example")).await;
     let server = &running.server;
 
     let upgrade = |headers: &'static [(&'static str, &'static str)]| {
@@ -269,7 +248,7 @@ async fn only_allowed_origins_may_upgrade() {
     ] {
         let (code, head, stream) = upgrade(headers).await;
         assert_eq!(code, 101, "{headers:?}: {head}");
-        close_raw(RawPeer::upgraded(stream)).await;
+        RawPeer::upgraded(stream).close_cleanly().await;
     }
 
     // Refused: another host, another port, two Origin headers.
@@ -361,13 +340,8 @@ async fn the_upgrade_handler_refuses_with_its_own_status() {
 async fn a_refused_address_does_not_delay_others() {
     // While one address is refused, every other is served: the refusal
     // costs no request reading and holds no slot.
-    let (echo, recorded) = recording_echo();
-    let running = start_with_handle(
-        Server::new()
-            .connect_rate(ConnectRate::new(0.01, 1))
-            .route("/", echo),
-    )
-    .await;
+    let (running, recorded) =
+        start_recording(Server::new().connect_rate(ConnectRate::new(0.01, 1))).await;
     let server = &running.server;
     let first = ws_from(HOME, server, "/").await;
     for _ in 0..20 {
@@ -393,13 +367,8 @@ async fn a_refused_address_does_not_delay_others() {
 async fn the_rate_refills_over_time() {
     // One connection at once, ten a second: after the burst, the next is
     // admitted once a tenth of a second has refilled a token.
-    let (echo, _recorded) = recording_echo();
-    let running = start_with_handle(
-        Server::new()
-            .connect_rate(ConnectRate::new(10.0, 1))
-            .route("/", echo),
-    )
-    .await;
+    let (running, _recorded) =
+        start_recording(Server::new().connect_rate(ConnectRate::new(10.0, 1))).await;
     let server = &running.server;
     let started = Instant::now();
     let first = ws_from(HOME, server, "/").await;
@@ -412,7 +381,7 @@ async fn the_rate_refills_over_time() {
         elapsed >= Duration::from_millis(100),
         "a token refilled after only {elapsed:?}"
     );
-    close_raw(peer).await;
+    peer.close_cleanly().await;
     close_client(first).await;
     assert_eq!(
         running.handle.stats().refused,

@@ -6,45 +6,14 @@ mod support;
 
 use std::time::Duration;
 
-use async_std::channel::{bounded, Receiver, Sender};
 use support::*;
-use wharf::{Conn, Handler, Message, Server};
+use wharf::Server;
 
-/// Blocks on the message "block" until the test releases it; echoes
-/// everything else.
-struct Gate {
-    entered: Sender<()>,
-    release: Receiver<()>,
-}
-
-impl Handler for Gate {
-    async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
-        if msg.as_text() == Some("block") {
-            let _ = self.entered.send(()).await;
-            let _ = self.release.recv().await;
-            return Ok(());
-        }
-        conn.send(msg).await
-    }
-}
-
-/// Sends "block", then `count` binary messages of `size` bytes, then a Ping;
-/// checks the Ping is not answered while the handler is blocked (reading has
-/// paused), and is answered once it is released.
+/// Sends "block" to a [`Gate`], then `count` binary messages of `size` bytes,
+/// then a Ping; checks the Ping is not answered while the handler is blocked
+/// (reading has paused), and is answered once it is released.
 async fn reading_pauses(server: Server, count: usize, size: usize) {
-    let (entered_tx, entered) = bounded(1);
-    let (release, release_rx) = bounded(1);
-    let server = start(server.route(
-        "/",
-        Gate {
-            entered: entered_tx,
-            release: release_rx,
-        },
-    ))
-    .await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    peer.send_frame(OP_TEXT, true, b"block").await;
-    next_event(&entered).await;
+    let (mut peer, gate) = blocked_peer(server).await;
     for _ in 0..count {
         peer.send_frame(OP_BINARY, true, &vec![7u8; size]).await;
     }
@@ -55,7 +24,7 @@ async fn reading_pauses(server: Server, count: usize, size: usize) {
     let early = async_std::future::timeout(Duration::from_millis(300), peer.read_frame()).await;
     assert!(early.is_err(), "the server kept reading: got {early:?}");
 
-    within("release", release.send(())).await.unwrap();
+    within("release", gate.release.send(())).await.unwrap();
     let mut echoes = 0;
     loop {
         let frame = peer.read_frame().await.expect("frames after the release");

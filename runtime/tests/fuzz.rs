@@ -242,6 +242,17 @@ async fn head_server() -> (TestServer, Recorded) {
     (server, recorded)
 }
 
+/// Connects to `server` and writes `bytes`.
+async fn send_request(server: &TestServer, bytes: &[u8]) -> TcpStream {
+    let mut stream = within("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("tcp connect");
+    within("write", stream.write_all(bytes))
+        .await
+        .expect("write");
+    stream
+}
+
 /// Checks a complete non-101 response: a status line, header lines, a
 /// `Content-Length` that matches the body (unless it answers a HEAD), and
 /// `Connection: close`. Returns the status.
@@ -320,12 +331,7 @@ fn arbitrary_bytes_as_a_request() {
     ];
     check(256, bytes, |bytes| {
         block_on(async {
-            let mut stream = within("connect", TcpStream::connect(server.addr))
-                .await
-                .expect("tcp connect");
-            within("write", stream.write_all(&bytes))
-                .await
-                .expect("write");
+            let mut stream = send_request(&server, &bytes).await;
             stream.shutdown(Shutdown::Write).expect("shutdown");
             let mut out = Vec::new();
             let _ = within("the answer", stream.read_to_end(&mut out)).await;
@@ -510,12 +516,7 @@ fn request_heads_get_the_answer_their_parts_call_for() {
     check(256, request_head(), |head| {
         block_on(async {
             let bytes = head.bytes();
-            let mut stream = within("connect", TcpStream::connect(server.addr))
-                .await
-                .expect("tcp connect");
-            within("write", stream.write_all(&bytes))
-                .await
-                .expect("write");
+            let mut stream = send_request(&server, &bytes).await;
             if parse(&bytes) == Parse::Partial {
                 let answered = wait_until_dropped(&mut stream, HANDSHAKE_TIMEOUT + STEP).await;
                 assert_eq!(answered, 0, "an answer to an incomplete head");
@@ -548,9 +549,7 @@ fn request_heads_get_the_answer_their_parts_call_for() {
                 (echo.opcode, echo.payload.as_slice()),
                 (OP_TEXT, &b"hi"[..])
             );
-            peer.send_close(1000, b"").await;
-            assert_eq!(peer.read_until_close().await.code, Some(1000));
-            peer.expect_eof().await;
+            peer.close_cleanly().await;
         })
     });
     block_on(async {
@@ -663,12 +662,6 @@ fn assert_query_seen(seen: &QuerySeen, expected: &[(String, String)]) {
     assert!(seen.lookups.iter().any(|(k, _)| k == ABSENT));
 }
 
-async fn close_raw(mut peer: RawPeer) {
-    peer.send_close(1000, b"").await;
-    assert_eq!(peer.read_until_close().await.code, Some(1000));
-    peer.expect_eof().await;
-}
-
 fn query_text() -> impl Strategy<Value = String> {
     vec(
         prop_oneof![
@@ -696,7 +689,7 @@ fn encoded_query_pairs_round_trip() {
             let peer = RawPeer::connect(&server, &format!("/q?{}", query.join("&"))).await;
             let got = next_event(&seen).await;
             assert_query_seen(&got, &pairs);
-            close_raw(peer).await;
+            peer.close_cleanly().await;
         })
     });
     block_on(async {
@@ -727,12 +720,7 @@ fn raw_query_strings_decode_as_documented() {
     check(256, raw, |raw| {
         block_on(async {
             let request = upgrade_request(&format!("/q?{raw}"));
-            let mut stream = within("connect", TcpStream::connect(server.addr))
-                .await
-                .expect("tcp connect");
-            within("write", stream.write_all(request.as_bytes()))
-                .await
-                .expect("write");
+            let mut stream = send_request(&server, request.as_bytes()).await;
             let response = read_response_head(&mut stream).await.expect("an answer");
             // The head only: the body is not read.
             let status = assert_well_formed(&response, true);
@@ -743,7 +731,7 @@ fn raw_query_strings_decode_as_documented() {
             assert_eq!(status, 101, "{raw:?}: {response:?}");
             let got = next_event(&seen).await;
             assert_query_seen(&got, &documented_decoding(&raw));
-            close_raw(RawPeer::upgraded(stream)).await;
+            RawPeer::upgraded(stream).close_cleanly().await;
         })
     });
     block_on(async {
@@ -818,7 +806,51 @@ struct Policies {
     metrics_path: Option<String>,
 }
 
+/// Policy values as the strategies draw them: the timeouts, then the rest.
+type PolicyParts = (
+    (
+        Option<Duration>,
+        Option<Duration>,
+        Duration,
+        Option<Duration>,
+        Duration,
+        Duration,
+    ),
+    (
+        Option<usize>,
+        Option<usize>,
+        Option<(f64, u32)>,
+        Vec<String>,
+        u16,
+        String,
+        Option<String>,
+    ),
+);
+
 impl Policies {
+    fn from_parts(
+        (
+            (idle, ping, pong, ttl, send, drain),
+            (conns, per_ip, rate, origins, code, reason, metrics),
+        ): PolicyParts,
+    ) -> Policies {
+        Policies {
+            idle_timeout: idle,
+            ping_interval: ping,
+            pong_timeout: pong,
+            session_ttl: ttl,
+            send_timeout: send,
+            max_connections: conns,
+            max_connections_per_ip: per_ip,
+            connect_rate: rate,
+            allowed_origins: origins,
+            shutdown_code: code,
+            shutdown_reason: reason,
+            drain_timeout: drain,
+            metrics_path: metrics,
+        }
+    }
+
     fn apply(&self, config: &mut Config) {
         config.idle_timeout = self.idle_timeout;
         config.ping_interval = self.ping_interval;
@@ -894,28 +926,7 @@ fn any_policies() -> impl Strategy<Value = Policies> {
             prop::option::of(prop_oneof!["/[a-z/]{0,10}", ".{0,10}"]),
         ),
     )
-        .prop_map(
-            |(
-                (idle, ping, pong, ttl, send, drain),
-                (conns, per_ip, rate, origins, code, reason, metrics),
-            )| {
-                Policies {
-                    idle_timeout: idle,
-                    ping_interval: ping,
-                    pong_timeout: pong,
-                    session_ttl: ttl,
-                    send_timeout: send,
-                    max_connections: conns,
-                    max_connections_per_ip: per_ip,
-                    connect_rate: rate,
-                    allowed_origins: origins,
-                    shutdown_code: code,
-                    shutdown_reason: reason,
-                    drain_timeout: drain,
-                    metrics_path: metrics,
-                }
-            },
-        )
+        .prop_map(Policies::from_parts)
 }
 
 /// Policies that leave a short exchange with one client alone: no ping or
@@ -943,28 +954,7 @@ fn workable_policies() -> impl Strategy<Value = Policies> {
             prop::option::of("/[a-z]{1,8}"),
         ),
     )
-        .prop_map(
-            |(
-                (idle, ping, pong, ttl, send, drain),
-                (conns, per_ip, rate, origins, code, reason, metrics),
-            )| {
-                Policies {
-                    idle_timeout: idle,
-                    ping_interval: ping,
-                    pong_timeout: pong,
-                    session_ttl: ttl,
-                    send_timeout: send,
-                    max_connections: conns,
-                    max_connections_per_ip: per_ip,
-                    connect_rate: rate,
-                    allowed_origins: origins,
-                    shutdown_code: code,
-                    shutdown_reason: reason,
-                    drain_timeout: drain,
-                    metrics_path: metrics,
-                }
-            },
-        )
+        .prop_map(Policies::from_parts)
 }
 
 impl Settings {
@@ -1106,7 +1096,7 @@ fn workable_configs_serve() {
                 peer.stream.shutdown(Shutdown::Write).expect("shutdown");
                 peer.expect_eof().await;
             } else {
-                close_raw(peer).await;
+                peer.close_cleanly().await;
             }
             // The fresh client's message needs room.
             if limit >= 64 {

@@ -60,7 +60,9 @@ impl Counted {
     }
 }
 
-fn counter(close_work: Duration) -> (Counter, Counted) {
+/// Starts `server` with a [`Counter`] on `/` whose close handler takes
+/// `close_work`.
+async fn start_counted(server: Server, close_work: Duration) -> (Running, Counted) {
     let (connects, closes, stalls) = (
         Arc::default(),
         Arc::<AtomicUsize>::default(),
@@ -68,23 +70,35 @@ fn counter(close_work: Duration) -> (Counter, Counted) {
     );
     let (handles_tx, handles) = unbounded();
     let (records_tx, records) = unbounded();
-    (
-        Counter {
-            connects: Arc::clone(&connects),
-            closes: Arc::clone(&closes),
-            stalls: Arc::clone(&stalls),
-            close_work,
-            handles: handles_tx,
-            records: records_tx,
-        },
-        Counted {
-            connects,
-            closes,
-            stalls,
-            handles,
-            records,
-        },
+    let handler = Counter {
+        connects: Arc::clone(&connects),
+        closes: Arc::clone(&closes),
+        stalls: Arc::clone(&stalls),
+        close_work,
+        handles: handles_tx,
+        records: records_tx,
+    };
+    let counted = Counted {
+        connects,
+        closes,
+        stalls,
+        handles,
+        records,
+    };
+    (start_with_handle(server.route("/", handler)).await, counted)
+}
+
+/// Starts a [`Counter`] server with the default shutdown Close and a drain
+/// deadline of `drain`, and a close timeout far longer: the drain deadline
+/// is what cuts a peer that never answers the Close.
+async fn start_draining(drain: Duration) -> (Running, Counted) {
+    start_counted(
+        Server::new()
+            .close_timeout(Duration::from_secs(30))
+            .shutdown(1001, "Going away", drain),
+        Duration::ZERO,
     )
+    .await
 }
 
 impl Handler for Counter {
@@ -111,10 +125,14 @@ impl Handler for Counter {
     }
 }
 
+/// What a client reading until the server's Close saw: the Close's code and
+/// reason, or what went wrong.
+type Report = Result<(u16, String), String>;
+
 /// A tungstenite client with a small read buffer (a thousand of them are
 /// open at once), reading in its own task until the server's Close and the
 /// end of the stream; reports the Close's code and reason.
-fn read_until_close(mut client: Client, report: Sender<Result<(u16, String), String>>) {
+fn read_until_close(mut client: Client, report: Sender<Report>) {
     async_std::task::spawn(async move {
         let outcome = loop {
             match within("the server's Close", client.next()).await {
@@ -142,6 +160,25 @@ async fn small_client(server: &TestServer) -> Client {
     .await
 }
 
+/// Connects `n` small clients, one after the other, each reading in its own
+/// task until the server's Close; their reports arrive on the channel
+/// returned.
+async fn clients_awaiting_close(server: &TestServer, n: usize) -> Receiver<Report> {
+    let (report, reports) = unbounded();
+    for _ in 0..n {
+        read_until_close(small_client(server).await, report.clone());
+    }
+    reports
+}
+
+/// The next client report is the default shutdown Close, 1001 "Going away".
+async fn assert_going_away(reports: &Receiver<Report>) {
+    assert_eq!(
+        next_event(reports).await,
+        Ok((1001, "Going away".to_owned()))
+    );
+}
+
 /// Awaits `run()`'s result, which must come within `drain` + [`MARGIN`].
 async fn summary_within(running: Running, drain: Duration) -> wharf::ShutdownSummary {
     within_for(
@@ -157,11 +194,9 @@ async fn summary_within(running: Running, drain: Duration) -> wharf::ShutdownSum
 async fn a_thousand_connections_all_get_going_away() {
     const N: usize = 1000;
     let drain = Duration::from_secs(5);
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(
-        Server::new()
-            .shutdown(1001, "Going away", drain)
-            .route("/", handler),
+    let (running, counted) = start_counted(
+        Server::new().shutdown(1001, "Going away", drain),
+        Duration::ZERO,
     )
     .await;
     let server = &running.server;
@@ -173,11 +208,10 @@ async fn a_thousand_connections_all_get_going_away() {
             read_until_close(client, report.clone());
         }
     }
-    eventually("every connection registered", || {
-        server.registry.count() == N
+    eventually("every connection registered and connected", || {
+        server.registry.count() == N && counted.connects() == N
     })
     .await;
-    assert_eq!(counted.connects(), N);
 
     let started = Instant::now();
     running.handle.shutdown();
@@ -198,8 +232,7 @@ async fn a_thousand_connections_all_get_going_away() {
     assert_eq!(summary.total(), N);
 
     for _ in 0..N {
-        let got = next_event(&reports).await;
-        assert_eq!(got, Ok((1001, "Going away".to_owned())));
+        assert_going_away(&reports).await;
     }
     eventually("every close handler ran", || counted.closes() == N).await;
     for _ in 0..N {
@@ -218,18 +251,10 @@ async fn a_peer_that_ignores_the_close_is_cut_at_the_drain_deadline() {
     // The close timeout is longer than the drain: the drain deadline is what
     // cuts the silent peer.
     let drain = Duration::from_millis(500);
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(
-        Server::new()
-            .close_timeout(Duration::from_secs(30))
-            .shutdown(1001, "Going away", drain)
-            .route("/", handler),
-    )
-    .await;
+    let (running, counted) = start_draining(drain).await;
     let server = &running.server;
     let mut silent = RawPeer::connect(server, "/").await;
-    let (report, reports) = unbounded();
-    read_until_close(small_client(server).await, report);
+    let reports = clients_awaiting_close(server, 1).await;
     eventually("both registered", || server.registry.count() == 2).await;
 
     let started = Instant::now();
@@ -255,10 +280,7 @@ async fn a_peer_that_ignores_the_close_is_cut_at_the_drain_deadline() {
         "run() returned only after {elapsed:?}"
     );
 
-    assert_eq!(
-        next_event(&reports).await,
-        Ok((1001, "Going away".to_owned()))
-    );
+    assert_going_away(&reports).await;
     // The silent peer was sent the Close, then the socket was dropped.
     let seen = silent.read_until_close().await;
     assert_eq!(seen.code, Some(1001));
@@ -281,8 +303,7 @@ async fn a_peer_that_ignores_the_close_is_cut_at_the_drain_deadline() {
 
 #[async_std::test]
 async fn messages_queued_before_the_shutdown_arrive_before_the_close() {
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(Server::new().route("/", handler)).await;
+    let (running, counted) = start_counted(Server::new(), Duration::ZERO).await;
     let mut client = small_client(&running.server).await;
     let handle = next_event(&counted.handles).await;
 
@@ -316,8 +337,7 @@ async fn messages_queued_before_the_shutdown_arrive_before_the_close() {
 
 #[async_std::test]
 async fn new_connections_are_refused_once_the_shutdown_begins() {
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(Server::new().route("/", handler)).await;
+    let (running, counted) = start_counted(Server::new(), Duration::ZERO).await;
     let addr = running.server.addr;
     let handle = running.handle.clone();
 
@@ -382,12 +402,8 @@ async fn the_summary_counts_each_connection_once() {
     // Many short shutdowns: a connection that has published its outcome but
     // is not yet out of the registry must not be counted again.
     for round in 0..100 {
-        let (handler, counted) = counter(Duration::ZERO);
-        let running = start_with_handle(Server::new().route("/", handler)).await;
-        let (report, reports) = unbounded();
-        for _ in 0..2 {
-            read_until_close(small_client(&running.server).await, report.clone());
-        }
+        let (running, counted) = start_counted(Server::new(), Duration::ZERO).await;
+        let reports = clients_awaiting_close(&running.server, 2).await;
         eventually("connected", || counted.connects() == 2).await;
         running.handle.shutdown();
         let summary = summary_within(running, Duration::from_secs(10)).await;
@@ -397,25 +413,19 @@ async fn the_summary_counts_each_connection_once() {
             "round {round}: {summary:?}"
         );
         for _ in 0..2 {
-            assert_eq!(
-                next_event(&reports).await,
-                Ok((1001, "Going away".to_owned()))
-            );
+            assert_going_away(&reports).await;
         }
     }
 }
 
 #[async_std::test]
 async fn a_custom_shutdown_code_and_reason_are_sent() {
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(
-        Server::new()
-            .shutdown(1012, "Service restart", Duration::from_secs(5))
-            .route("/", handler),
+    let (running, counted) = start_counted(
+        Server::new().shutdown(1012, "Service restart", Duration::from_secs(5)),
+        Duration::ZERO,
     )
     .await;
-    let (report, reports) = unbounded();
-    read_until_close(small_client(&running.server).await, report);
+    let reports = clients_awaiting_close(&running.server, 1).await;
     next_event(&counted.handles).await;
 
     running.handle.shutdown();
@@ -438,12 +448,8 @@ async fn close_handlers_have_run_when_run_returns() {
     // A program exits when run() returns: close handlers that save state
     // must have finished by then.
     const N: usize = 3;
-    let (handler, counted) = counter(Duration::from_millis(100));
-    let running = start_with_handle(Server::new().route("/", handler)).await;
-    let (report, reports) = unbounded();
-    for _ in 0..N {
-        read_until_close(small_client(&running.server).await, report.clone());
-    }
+    let (running, counted) = start_counted(Server::new(), Duration::from_millis(100)).await;
+    let reports = clients_awaiting_close(&running.server, N).await;
     eventually("all connected", || counted.connects() == N).await;
 
     running.handle.shutdown();
@@ -454,24 +460,14 @@ async fn close_handlers_have_run_when_run_returns() {
         "run() returned before every close handler had finished ({summary:?})"
     );
     for _ in 0..N {
-        assert_eq!(
-            next_event(&reports).await,
-            Ok((1001, "Going away".to_owned()))
-        );
+        assert_going_away(&reports).await;
     }
 }
 
 #[async_std::test]
 async fn dropped_connections_run_their_close_handler() {
     let drain = Duration::from_millis(300);
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(
-        Server::new()
-            .close_timeout(Duration::from_secs(30))
-            .shutdown(1001, "Going away", drain)
-            .route("/", handler),
-    )
-    .await;
+    let (running, counted) = start_draining(drain).await;
     // One peer never answers the Close; another neither reads nor returns
     // from its message handler.
     let _silent = RawPeer::connect(&running.server, "/").await;
@@ -507,11 +503,9 @@ async fn a_stalled_handler_does_not_outlive_the_shutdown() {
     // end the connection (drop the handler, run the close handler) rather
     // than leave its task behind forever.
     let drain = Duration::from_millis(300);
-    let (handler, counted) = counter(Duration::ZERO);
-    let running = start_with_handle(
-        Server::new()
-            .shutdown(1001, "Going away", drain)
-            .route("/", handler),
+    let (running, counted) = start_counted(
+        Server::new().shutdown(1001, "Going away", drain),
+        Duration::ZERO,
     )
     .await;
     let mut client = small_client(&running.server).await;
@@ -524,10 +518,7 @@ async fn a_stalled_handler_does_not_outlive_the_shutdown() {
 
     running.handle.shutdown();
     summary_within(running, drain).await;
-    assert_eq!(
-        next_event(&reports).await,
-        Ok((1001, "Going away".to_owned()))
-    );
+    assert_going_away(&reports).await;
     // Well past the drain deadline (a shorter wait than `eventually`'s, as
     // this fails by waiting it out).
     within_for(Duration::from_secs(3), "the close handler to run", async {

@@ -474,9 +474,7 @@ async fn a_fragmented_message_interleaved_with_pings_is_echoed_whole() {
         );
     }
 
-    peer.send_close(1000, b"").await;
-    assert_eq!(peer.read_until_close().await.code, Some(1000));
-    peer.expect_eof().await;
+    peer.close_cleanly().await;
     let (_, closed) = f.recorded.next_closed().await;
     assert_eq!(closed.code, CloseCode::NORMAL);
     assert_eq!((closed.messages_in, closed.messages_out), (1, 1));

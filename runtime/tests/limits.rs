@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_std::channel::{unbounded, Receiver, Sender};
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use support::*;
@@ -138,13 +136,7 @@ async fn expect_server_close(client: &mut Client) -> (u16, String, usize) {
 /// Closes a tungstenite client with 1000 and waits for the echo and the end
 /// of the stream.
 async fn client_close(client: &mut Client) {
-    let bye = CloseFrame {
-        code: WsCloseCode::Normal,
-        reason: "done".into(),
-    };
-    within("client close", client.close(Some(bye)))
-        .await
-        .expect("send the Close");
+    send_normal_close(client, "done").await;
     loop {
         match within("echo of the Close", client.next()).await {
             Some(Ok(WsMessage::Close(Some(frame)))) => {
@@ -178,6 +170,18 @@ async fn round_trip(client: &mut Client, text: &str) {
 
 // ---- idle timeout ----
 
+/// Reads the server's Close (see [`expect_server_close`]), which must be
+/// 1001 "Idle timeout" and come `idle` after `started`, within [`MARGIN`].
+/// Returns the pings seen before it.
+async fn expect_idle_close(client: &mut Client, started: Instant, idle: Duration) -> usize {
+    let (code, reason, pings) = expect_server_close(client).await;
+    let elapsed = started.elapsed();
+    assert_eq!((code, reason.as_str()), (1001, "Idle timeout"));
+    assert!(elapsed >= idle, "closed after {elapsed:?}, before {idle:?}");
+    assert!(elapsed < idle + MARGIN, "closed only after {elapsed:?}");
+    pings
+}
+
 #[async_std::test]
 async fn idle_client_is_closed_with_1001_idle_timeout() {
     let idle = Duration::from_millis(300);
@@ -187,11 +191,7 @@ async fn idle_client_is_closed_with_1001_idle_timeout() {
     connected(&events).await;
 
     // The client sends nothing; it only reads (and would answer pings).
-    let (code, reason, _) = expect_server_close(&mut client).await;
-    let elapsed = started.elapsed();
-    assert_eq!((code, reason.as_str()), (1001, "Idle timeout"));
-    assert!(elapsed >= idle, "closed after {elapsed:?}, before {idle:?}");
-    assert!(elapsed < idle + MARGIN, "closed only after {elapsed:?}");
+    expect_idle_close(&mut client, started, idle).await;
 
     let closed = closed_event(&events).await;
     assert_record(&closed, 1001, "Idle timeout", Initiator::Server);
@@ -265,12 +265,8 @@ async fn answering_heartbeat_pings_is_not_activity() {
     let mut client = connect(&server, "/").await;
     connected(&events).await;
 
-    let (code, reason, pings) = expect_server_close(&mut client).await;
-    let elapsed = started.elapsed();
-    assert_eq!((code, reason.as_str()), (1001, "Idle timeout"));
+    let pings = expect_idle_close(&mut client, started, idle).await;
     assert!(pings >= 1, "the server never pinged");
-    assert!(elapsed >= idle, "closed after {elapsed:?}, before {idle:?}");
-    assert!(elapsed < idle + MARGIN, "closed only after {elapsed:?}");
     let closed = closed_event(&events).await;
     assert_record(&closed, 1001, "Idle timeout", Initiator::Server);
 }
@@ -404,29 +400,6 @@ async fn heartbeat_pings_every_interval_while_the_peer_answers() {
     assert_eq!(peer.read_until_close().await.code, Some(1000));
 }
 
-/// Blocks on the text "block" until released; echoes everything else;
-/// reports closes.
-struct Gate {
-    entered: Sender<()>,
-    release: Receiver<()>,
-    closed: Sender<Closed>,
-}
-
-impl Handler for Gate {
-    async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
-        if msg.as_text() == Some("block") {
-            let _ = self.entered.send(()).await;
-            let _ = self.release.recv().await;
-            return Ok(());
-        }
-        conn.send(msg).await
-    }
-
-    async fn on_close(&self, _conn: &Conn, closed: &Closed) {
-        let _ = self.closed.send(closed.clone()).await;
-    }
-}
-
 #[async_std::test]
 async fn peer_answering_pings_while_reading_is_paused_is_not_dead() {
     // The handler is busy and the inbox full, so the server stops reading
@@ -434,21 +407,7 @@ async fn peer_answering_pings_while_reading_is_paused_is_not_dead() {
     // wait in the socket because the *server* is not reading. That must not
     // count as a dead peer.
     let (interval, pong_timeout) = (Duration::from_millis(100), Duration::from_millis(200));
-    let (entered_tx, entered) = unbounded();
-    let (release, release_rx) = unbounded();
-    let (closed_tx, closed) = unbounded();
-    let server = start(Server::new().heartbeat(interval, pong_timeout).route(
-        "/",
-        Gate {
-            entered: entered_tx,
-            release: release_rx,
-            closed: closed_tx,
-        },
-    ))
-    .await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    peer.send_frame(OP_TEXT, true, b"block").await;
-    next_event(&entered).await;
+    let (mut peer, gate) = blocked_peer(Server::new().heartbeat(interval, pong_timeout)).await;
     // More than the inbound queue (16 by default): reading pauses.
     for i in 0..20u8 {
         peer.send_frame(OP_BINARY, true, &[i]).await;
@@ -467,8 +426,8 @@ async fn peer_answering_pings_while_reading_is_paused_is_not_dead() {
             Ok(None) => {
                 let after = started.elapsed();
                 // The close handler runs once the blocked handler returns.
-                within("release", release.send(())).await.unwrap();
-                let why = next_event(&closed).await;
+                within("release", gate.release.send(())).await.unwrap();
+                let why = next_event(&gate.closed).await;
                 panic!(
                     "the server dropped a peer that answered its pings, because the server \
                      itself had paused reading (after {after:?}): {why:?}"
@@ -479,7 +438,7 @@ async fn peer_answering_pings_while_reading_is_paused_is_not_dead() {
 
     // The handler catches up: every message is echoed, the connection is
     // still open.
-    within("release", release.send(())).await.unwrap();
+    within("release", gate.release.send(())).await.unwrap();
     let mut echoes = 0;
     while echoes < 20 {
         let frame = peer.read_frame().await.expect("the echoes");
@@ -491,7 +450,7 @@ async fn peer_answering_pings_while_reading_is_paused_is_not_dead() {
     }
     peer.send_close(1000, b"").await;
     assert_eq!(peer.read_until_close().await.code, Some(1000));
-    let record = next_event(&closed).await;
+    let record = next_event(&gate.closed).await;
     assert_record(&record, 1000, "", Initiator::Client);
 }
 
@@ -536,6 +495,19 @@ async fn expired_session_is_closed_with_1008_even_while_active() {
 
 // ---- message and frame size ----
 
+/// The peer has just gone over a size limit: the server answers with a lone
+/// Close with 1009 and ends the stream, and records a 1009 of its own.
+/// Returns the record.
+async fn assert_closed_with_1009(mut peer: RawPeer, events: &Receiver<Event>) -> Closed {
+    assert_eq!(peer.expect_lone_close().await, Some(1009));
+    // Hang up: the server discards input until our end of the stream.
+    drop(peer);
+    let closed = closed_event(events).await;
+    assert_eq!(closed.code.as_u16(), 1009);
+    assert_eq!(closed.initiator, Initiator::Server);
+    closed
+}
+
 #[async_std::test]
 async fn message_over_max_message_size_is_closed_with_1009() {
     let (server, events) = start_probe(Server::new().max_message_size(1000)).await;
@@ -551,15 +523,7 @@ async fn message_over_max_message_size_is_closed_with_1009() {
     // One byte over, in two fragments each well under the frame limit.
     peer.send_frame(OP_BINARY, false, &[1; 600]).await;
     peer.send_frame(OP_CONT, true, &[2; 401]).await;
-    let seen = peer.read_until_close().await;
-    assert!(seen.before.is_empty(), "{:?}", seen.before);
-    assert_eq!(seen.code, Some(1009));
-    peer.expect_eof().await;
-    // Hang up: the server discards input until our end of the stream.
-    drop(peer);
-    let closed = closed_event(&events).await;
-    assert_eq!(closed.code.as_u16(), 1009);
-    assert_eq!(closed.initiator, Initiator::Server);
+    let closed = assert_closed_with_1009(peer, &events).await;
     assert_eq!(closed.messages_in, 1);
 
     // One byte over in a single frame.
@@ -584,15 +548,7 @@ async fn frame_over_max_frame_size_is_closed_with_1009() {
 
     // A frame one byte over.
     peer.send_frame(OP_BINARY, true, &[0; 101]).await;
-    let seen = peer.read_until_close().await;
-    assert!(seen.before.is_empty(), "{:?}", seen.before);
-    assert_eq!(seen.code, Some(1009));
-    peer.expect_eof().await;
-    // Hang up: the server discards input until our end of the stream.
-    drop(peer);
-    let closed = closed_event(&events).await;
-    assert_eq!(closed.code.as_u16(), 1009);
-    assert_eq!(closed.initiator, Initiator::Server);
+    assert_closed_with_1009(peer, &events).await;
 
     // A continuation frame over the limit, too.
     let mut bytes = frame(OP_TEXT, false, b"start", true);

@@ -8,8 +8,6 @@ mod support;
 use std::time::Duration;
 
 use async_std::channel::{unbounded, Sender};
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use support::*;
@@ -72,22 +70,9 @@ fn samples(body: &str) -> Vec<&str> {
 async fn chat_and_leave(server: &TestServer, count: usize) {
     let mut client = connect(server, "/").await;
     for i in 0..count {
-        let text = format!("message {i}");
-        within("send", client.send(WsMessage::text(text.clone())))
-            .await
-            .expect("send");
-        match within("echo", client.next()).await {
-            Some(Ok(WsMessage::Text(echo))) => assert_eq!(echo.as_str(), text),
-            other => panic!("expected the echo, got {other:?}"),
-        }
+        assert_echo(&mut client, &format!("message {i}")).await;
     }
-    let bye = CloseFrame {
-        code: WsCloseCode::Normal,
-        reason: "bye".into(),
-    };
-    within("close", client.close(Some(bye)))
-        .await
-        .expect("close");
+    send_normal_close(&mut client, "bye").await;
     while within("end of stream", client.next()).await.is_some() {}
 }
 

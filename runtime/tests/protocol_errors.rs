@@ -88,19 +88,10 @@ impl Fixture {
     /// Sends `bytes` from a fresh raw peer and reads the server's answer:
     /// one Close frame and nothing before it, then the end of the stream.
     async fn provoke(&self, bytes: &[u8]) -> Answer {
-        let mut peer = RawPeer::connect(&self.server, "/").await;
-        peer.send_raw(bytes).await;
-        let seen = peer.read_until_close().await;
-        assert!(
-            seen.before.is_empty(),
-            "frames before the Close: {:?}",
-            seen.before
-        );
-        peer.expect_eof().await;
-        drop(peer);
+        let wire = close_code_for(&self.server, "/", bytes).await;
         let closed = self.closed_record().await;
         Answer {
-            wire: seen.code,
+            wire,
             code: closed.code.as_u16(),
             initiator: closed.initiator,
         }
@@ -109,14 +100,7 @@ impl Fixture {
     /// A well-behaved client still gets its echo, and leaves cleanly.
     async fn assert_still_serves(&self) {
         let mut client = connect(&self.server, "/").await;
-        within("send", client.send(WsMessage::text("still there?")))
-            .await
-            .expect("send");
-        let echo = within("echo", client.next()).await;
-        assert!(
-            matches!(echo, Some(Ok(WsMessage::Text(ref t))) if t.as_str() == "still there?"),
-            "expected the echo, got {echo:?}"
-        );
+        assert_echo(&mut client, "still there?").await;
         within("client close", client.close(None))
             .await
             .expect("send the Close");

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use async_tungstenite::tungstenite::Message as WsMessage;
 use async_tungstenite::WebSocketStream;
+use futures_util::StreamExt;
 use wharf::{Registry, Server};
 
 /// The longest any single step of a test may take.
@@ -110,6 +113,30 @@ pub async fn connect_with(server: &TestServer, path: &str, config: WebSocketConf
         ws
     })
     .await
+}
+
+/// Sends `text` and checks the next message is its echo.
+pub async fn assert_echo(client: &mut Client, text: &str) {
+    within("send", client.send(WsMessage::text(text)))
+        .await
+        .expect("send");
+    let echo = within("echo", client.next()).await;
+    assert!(
+        matches!(echo, Some(Ok(WsMessage::Text(ref t))) if t.as_str() == text),
+        "expected the echo, got {echo:?}"
+    );
+}
+
+/// Sends a Close with code 1000 (normal) and `reason`; reading its echo is
+/// the caller's.
+pub async fn send_normal_close(client: &mut Client, reason: &str) {
+    let bye = CloseFrame {
+        code: WsCloseCode::Normal,
+        reason: reason.into(),
+    };
+    within("client close", client.close(Some(bye)))
+        .await
+        .expect("send the Close");
 }
 
 // ---- a raw peer, for bytes no well-behaved client would send ----
@@ -275,6 +302,28 @@ impl RawPeer {
             );
         }
     }
+
+    /// Reads the server's Close, checking nothing came before it and the
+    /// server then ended the stream; returns its code (`None` for a Close
+    /// without one).
+    pub async fn expect_lone_close(&mut self) -> Option<u16> {
+        let seen = self.read_until_close().await;
+        assert!(
+            seen.before.is_empty(),
+            "frames before the Close: {:?}",
+            seen.before
+        );
+        self.expect_eof().await;
+        seen.code
+    }
+
+    /// Closes with 1000, checks the server echoes it, and waits for the end
+    /// of the stream.
+    pub async fn close_cleanly(mut self) {
+        self.send_close(1000, b"").await;
+        assert_eq!(self.read_until_close().await.code, Some(1000));
+        self.expect_eof().await;
+    }
 }
 
 /// Encodes one frame. Client frames must be masked (`mask = true`).
@@ -341,7 +390,8 @@ fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     ))
 }
 
-// ---- hostile input: helpers for hostile.rs and fuzz.rs ----
+// ---- hostile input: helpers for hostile.rs and fuzz.rs (and the violation
+// checks of limits.rs and protocol_errors.rs) ----
 
 // Unused in the test binaries that need none of them.
 #[allow(unused_imports)]
@@ -358,12 +408,11 @@ mod hostile_input {
     use async_std::io::{ReadExt, WriteExt};
     use async_std::net::TcpStream;
     use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-    use async_tungstenite::tungstenite::protocol::CloseFrame;
     use async_tungstenite::tungstenite::Message as WsMessage;
     use futures_util::StreamExt;
     use wharf::{Closed, Conn, ConnId, Handler, Message};
 
-    use super::{connect, within, within_for, RawPeer, TestServer};
+    use super::{assert_echo, connect, send_normal_close, within, within_for, RawPeer, TestServer};
 
     /// Connections a [`RecordingEcho`] has seen start and end.
     #[derive(Debug, Clone, Default)]
@@ -495,21 +544,8 @@ mod hostile_input {
     /// server ends the stream.
     pub async fn assert_serves_fresh_client(server: &TestServer, path: &str) {
         let mut client = connect(server, path).await;
-        within("send", client.send(WsMessage::text("still there?")))
-            .await
-            .expect("send");
-        let echo = within("echo", client.next()).await;
-        assert!(
-            matches!(echo, Some(Ok(WsMessage::Text(ref t))) if t.as_str() == "still there?"),
-            "expected the echo, got {echo:?}"
-        );
-        let bye = CloseFrame {
-            code: WsCloseCode::Normal,
-            reason: "done".into(),
-        };
-        within("client close", client.close(Some(bye)))
-            .await
-            .expect("send the Close");
+        assert_echo(&mut client, "still there?").await;
+        send_normal_close(&mut client, "done").await;
         let msg = within("echo of the Close", client.next()).await;
         assert!(
             matches!(msg, Some(Ok(WsMessage::Close(Some(ref f)))) if f.code == WsCloseCode::Normal),
@@ -615,14 +651,7 @@ mod hostile_input {
     pub async fn close_code_for(server: &TestServer, path: &str, bytes: &[u8]) -> Option<u16> {
         let mut peer = RawPeer::connect(server, path).await;
         peer.send_raw(bytes).await;
-        let seen = peer.read_until_close().await;
-        assert!(
-            seen.before.is_empty(),
-            "frames before the Close: {:?}",
-            seen.before
-        );
-        peer.expect_eof().await;
-        seen.code
+        peer.expect_lone_close().await
     }
 
     /// Connects `n` TCP sockets to `addr`, `batch` at a time, and returns
@@ -689,6 +718,73 @@ mod hostile_input {
     pub fn assert_no_server_panic() {
         let panics = server_panics();
         assert!(panics.is_empty(), "the server panicked: {panics:#?}");
+    }
+}
+
+// ---- a handler that blocks: reading paused behind it (backpressure.rs,
+// limits.rs) ----
+
+// Unused in the test binaries that need none of them.
+#[allow(unused_imports)]
+pub use gate::*;
+
+mod gate {
+    use async_std::channel::{unbounded, Receiver, Sender};
+    use wharf::{Closed, Conn, Handler, Message, Server};
+
+    use super::{next_event, start, RawPeer, OP_TEXT};
+
+    /// Blocks its message handler on the text "block" until the test
+    /// releases it; echoes everything else; reports every close.
+    pub struct Gate {
+        entered: Sender<()>,
+        release: Receiver<()>,
+        closed: Sender<Closed>,
+    }
+
+    impl Handler for Gate {
+        async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
+            if msg.as_text() == Some("block") {
+                let _ = self.entered.send(()).await;
+                let _ = self.release.recv().await;
+                return Ok(());
+            }
+            conn.send(msg).await
+        }
+
+        async fn on_close(&self, _conn: &Conn, closed: &Closed) {
+            let _ = self.closed.send(closed.clone()).await;
+        }
+    }
+
+    /// The test's side of a [`Gate`].
+    pub struct Gated {
+        /// Send `()` to let the blocked handler return.
+        pub release: Sender<()>,
+        /// How each connection ended.
+        pub closed: Receiver<Closed>,
+    }
+
+    /// Starts `server` with a [`Gate`] on `/`, connects a raw peer, and
+    /// blocks its message handler with "block" (returning once it has
+    /// blocked).
+    pub async fn blocked_peer(server: Server) -> (RawPeer, Gated) {
+        let (entered_tx, entered) = unbounded();
+        let (release, release_rx) = unbounded();
+        let (closed_tx, closed) = unbounded();
+        let server = start(server.route(
+            "/",
+            Gate {
+                entered: entered_tx,
+                release: release_rx,
+                closed: closed_tx,
+            },
+        ))
+        .await;
+        let mut peer = RawPeer::connect(&server, "/").await;
+        peer.send_frame(OP_TEXT, true, b"block").await;
+        next_event(&entered).await;
+        (peer, Gated { release, closed })
     }
 }
 
