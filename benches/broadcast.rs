@@ -100,11 +100,5 @@ fn broadcast(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    broadcast(&mut criterion);
-    criterion.final_summary();
+    wharf_benches::run_criterion(10, Duration::from_secs(3), broadcast);
 }

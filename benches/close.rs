@@ -69,11 +69,5 @@ fn close(c: &mut Criterion) {
 fn main() {
     // Each iteration also connects (untimed), so the wall time is a few
     // times the measurement time; keep the latter short.
-    let mut criterion = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args();
-    close(&mut criterion);
-    criterion.final_summary();
+    wharf_benches::run_criterion(20, Duration::from_secs(2), close);
 }

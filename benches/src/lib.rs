@@ -31,6 +31,23 @@ pub mod servers;
 
 pub use servers::{start_bare, WharfServer, BROADCAST_PATH, CLOSE_PATH, ECHO_PATH};
 
+/// Runs a criterion bench with the settings the benches share: `samples`
+/// samples, one second of warm-up, `measure` of measurement, and
+/// criterion's command line (filters, `--test`) on top.
+pub fn run_criterion(
+    samples: usize,
+    measure: std::time::Duration,
+    bench: impl FnOnce(&mut criterion::Criterion),
+) {
+    let mut criterion = criterion::Criterion::default()
+        .sample_size(samples)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(measure)
+        .configure_from_args();
+    bench(&mut criterion);
+    criterion.final_summary();
+}
+
 /// The error of a bench step: whatever failed, boxed.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 
