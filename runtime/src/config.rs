@@ -40,6 +40,11 @@ use crate::error::{Error, Result};
 /// | [`close_timeout`](Self::close_timeout) | 5 s | socket shut down if our Close is not answered |
 /// | graceful shutdown: [`shutdown_code`](Self::shutdown_code), [`drain_timeout`](Self::drain_timeout) | 1001 "Going away", 10 s | Close 1001; dropped at the drain deadline |
 ///
+/// Connection deadlines (handshake, close, and the policy clocks) are
+/// checked by one task per server rather than by a runtime timer per
+/// socket, on a tick of a sixteenth of the shortest of these timeouts,
+/// between 1 and 100 ms: a deadline fires up to one tick late, never early.
+///
 /// # Examples
 ///
 /// ```
@@ -200,6 +205,26 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             metrics_path: None,
         }
+    }
+}
+
+impl Config {
+    /// The shortest timeout in use: deadlines are checked on a tick of a
+    /// sixteenth of it (see the type's docs).
+    pub(crate) fn shortest_timeout(&self) -> Duration {
+        [
+            Some(self.handshake_timeout),
+            Some(self.close_timeout),
+            Some(self.send_timeout),
+            self.idle_timeout,
+            self.ping_interval,
+            self.ping_interval.map(|_| self.pong_timeout),
+            self.session_ttl,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.close_timeout)
     }
 }
 

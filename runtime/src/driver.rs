@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -29,7 +29,8 @@ use crate::handler::DynHandler;
 use crate::handlers::BoxFuture;
 use crate::message::{Bytes, Message};
 use crate::metrics::Metrics;
-use crate::rt::{self, TcpStream};
+use crate::rt::TcpStream;
+use crate::timers::Timers;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -53,14 +54,13 @@ pub(crate) struct Limits {
 }
 
 /// The open connection's policy clocks: idle, heartbeat, session age and
-/// slow consumer. One timer serves them all; it is armed for the earliest
-/// deadline and, when it fires, each policy is checked against the clock and
-/// the timer re-armed. Reads only record the time, so a busy connection
-/// never touches the timer.
+/// slow consumer. One deadline serves them all: it is set to the earliest
+/// and, when it passes, each policy is checked against the clock and the
+/// deadline moved on. Reads only record the time, so a busy connection
+/// never touches the server's timers.
 #[derive(Debug)]
 struct Policies {
-    timer: Option<rt::Deadline>,
-    /// When the timer is due; `None` when disarmed.
+    /// When the policies must next be checked; `None` when not computed.
     armed: Option<Instant>,
     /// Last frame of any kind from the peer.
     heard: Instant,
@@ -135,11 +135,17 @@ pub(crate) struct Driver<'c> {
     conn: &'c Conn,
     handler: &'c dyn DynHandler,
     metrics: &'c Metrics,
+    timers: &'c Timers,
+    /// This connection's key in `timers`.
+    timer_key: u64,
+    /// The deadline registered in `timers`, and the waker it wakes.
+    registered: Option<(Instant, Waker)>,
     policies: Policies,
     ws: Option<Ws>,
     phase: Phase,
     limits: Limits,
-    deadline: Option<rt::Deadline>,
+    /// When the close in progress gives up on the peer.
+    close_at: Option<Instant>,
     running: Option<BoxFuture<'c, Result<()>>>,
     inbox: VecDeque<Message>,
     /// Payload bytes waiting in `inbox`.
@@ -162,6 +168,7 @@ impl<'c> Driver<'c> {
         conn: &'c Conn,
         handler: &'c dyn DynHandler,
         metrics: &'c Metrics,
+        timers: &'c Timers,
         ws: Ws,
         limits: Limits,
     ) -> Self {
@@ -170,8 +177,10 @@ impl<'c> Driver<'c> {
             conn,
             handler,
             metrics,
+            timers,
+            timer_key: timers.key(),
+            registered: None,
             policies: Policies {
-                timer: None,
                 armed: None,
                 heard: now,
                 active: now,
@@ -182,7 +191,7 @@ impl<'c> Driver<'c> {
             ws: Some(ws),
             phase: Phase::Open,
             limits,
-            deadline: None,
+            close_at: None,
             running: Some(handler.connect(conn)),
             inbox: VecDeque::new(),
             inbox_bytes: 0,
@@ -220,6 +229,14 @@ impl<'c> Driver<'c> {
     }
 }
 
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            self.timers.cancel(self.timer_key);
+        }
+    }
+}
+
 /// Awaiting the driver drives the connection until its socket is closed and
 /// the last handler has returned; it yields what the close handler is told,
 /// and whether the server dropped the connection before it ended.
@@ -242,6 +259,9 @@ impl Future for Driver<'_> {
 impl<'c> Driver<'c> {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let poll = self.poll_steps(cx);
+        if poll.is_pending() {
+            self.sync_deadline(cx.waker());
+        }
         // Message counters reach the server's metrics once per poll.
         let (sent_in, sent_out) = self.reported;
         if (sent_in, sent_out) != (self.messages_in, self.messages_out) {
@@ -351,7 +371,7 @@ impl<'c> Driver<'c> {
         // The server decided to end: messages not yet handed to the handler
         // are dropped with the rest of the conversation.
         self.clear_inbox();
-        self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
+        self.close_at = Instant::now().checked_add(self.limits.close_timeout);
         self.phase = Phase::ClosingByUs {
             code,
             reason,
@@ -362,7 +382,7 @@ impl<'c> Driver<'c> {
     /// Starts failing the connection because the peer broke the protocol.
     fn fail(&mut self, code: CloseCode, reason: String, err: &WsError) {
         tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
-        self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
+        self.close_at = Instant::now().checked_add(self.limits.close_timeout);
         self.phase = Phase::Failing {
             code,
             reason,
@@ -373,7 +393,7 @@ impl<'c> Driver<'c> {
     /// Closes the socket and publishes the outcome to `close()` callers.
     fn terminate(&mut self, end: End) {
         self.ws = None;
-        self.deadline = None;
+        self.close_at = None;
         self.phase = Phase::Terminated;
         // Leave the registry before publishing the outcome: whoever has
         // seen the outcome must not find the connection still listed.
@@ -440,11 +460,7 @@ impl<'c> Driver<'c> {
             (false, Some(_)) => self.policies.full_since = None,
             _ => {}
         }
-        let fired = self
-            .policies
-            .timer
-            .as_mut()
-            .is_some_and(|t| t.poll_expired(cx).is_ready());
+        let fired = self.policies.armed.is_some_and(|at| Instant::now() >= at);
         if !(fired || rearm || self.policies.armed.is_none()) {
             return self.policies.ping_due && self.poll_ping(cx);
         }
@@ -472,63 +488,44 @@ impl<'c> Driver<'c> {
             }
             None => {}
         }
-        let next = self.next_policy_deadline();
-        if next != self.policies.armed {
-            self.policies.armed = next;
-            match next {
-                Some(at) => {
-                    let timer = self
-                        .policies
-                        .timer
-                        .get_or_insert_with(|| rt::Deadline::at(at));
-                    timer.reset_at(at);
-                    // Register the waker with the re-armed timer.
-                    if timer.poll_expired(cx).is_ready() {
-                        cx.waker().wake_by_ref();
-                    }
-                }
-                None => self.policies.timer = None,
-            }
-        }
+        self.policies.armed = self.next_policy_deadline();
         self.policies.ping_due && self.poll_ping(cx)
     }
 
     fn check_policies(&mut self, now: Instant) -> Option<Verdict> {
         let limits = &self.limits;
         let p = &mut self.policies;
-        if limits
-            .session_ttl
-            .is_some_and(|ttl| now >= self.started + ttl)
-        {
+        // `due(t, d)`: whether `d` after `t` has passed; never for a
+        // duration too long to add to an instant.
+        let due =
+            |from: Instant, after: Duration| from.checked_add(after).is_some_and(|at| now >= at);
+        if limits.session_ttl.is_some_and(|ttl| due(self.started, ttl)) {
             return Some(Verdict::Close(
                 CloseCode::POLICY_VIOLATION,
                 "Session expired",
             ));
         }
         if p.full_since
-            .is_some_and(|since| now >= since + limits.send_timeout)
+            .is_some_and(|since| due(since, limits.send_timeout))
         {
             return Some(Verdict::Close(
                 CloseCode::POLICY_VIOLATION,
                 "Send queue full",
             ));
         }
-        if limits
-            .idle_timeout
-            .is_some_and(|idle| now >= p.active + idle)
-        {
+        if limits.idle_timeout.is_some_and(|idle| due(p.active, idle)) {
             return Some(Verdict::Close(CloseCode::GOING_AWAY, "Idle timeout"));
         }
         if let Some(interval) = limits.ping_interval {
             match p.ping_sent {
                 Some(sent) if p.heard < sent => {
-                    if now >= sent + limits.pong_timeout {
+                    if due(sent, limits.pong_timeout) {
                         return Some(Verdict::Dead);
                     }
                 }
                 _ => {
                     p.ping_sent = None;
-                    if now >= p.heard + interval {
+                    if due(p.heard, interval) {
                         p.ping_due = true;
                         p.ping_sent = Some(now);
                     }
@@ -542,14 +539,19 @@ impl<'c> Driver<'c> {
     fn next_policy_deadline(&self) -> Option<Instant> {
         let limits = &self.limits;
         let p = &self.policies;
-        let heartbeat = limits.ping_interval.map(|interval| match p.ping_sent {
-            Some(sent) if p.heard < sent => sent + limits.pong_timeout,
-            _ => p.heard + interval,
+        let heartbeat = limits.ping_interval.and_then(|interval| match p.ping_sent {
+            Some(sent) if p.heard < sent => sent.checked_add(limits.pong_timeout),
+            _ => p.heard.checked_add(interval),
         });
         [
-            limits.session_ttl.map(|ttl| self.started + ttl),
-            p.full_since.map(|since| since + limits.send_timeout),
-            limits.idle_timeout.map(|idle| p.active + idle),
+            limits
+                .session_ttl
+                .and_then(|ttl| self.started.checked_add(ttl)),
+            p.full_since
+                .and_then(|since| since.checked_add(limits.send_timeout)),
+            limits
+                .idle_timeout
+                .and_then(|idle| p.active.checked_add(idle)),
             heartbeat,
         ]
         .into_iter()
@@ -652,7 +654,7 @@ impl<'c> Driver<'c> {
                         Frame::Close(frame) => {
                             self.conn.shared.mark_closing();
                             let (code, reason) = split_frame(frame);
-                            self.deadline = Some(rt::Deadline::after(self.limits.close_timeout));
+                            self.close_at = Instant::now().checked_add(self.limits.close_timeout);
                             self.phase = Phase::ClosedByPeer { code, reason };
                             // The echo is flushed by `poll_closed_by_peer`.
                             self.unflushed = true;
@@ -810,12 +812,36 @@ impl<'c> Driver<'c> {
     }
 
     /// True (and the connection ended) when the close deadline has passed.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
-        let expired = self
-            .deadline
-            .as_mut()
-            .is_some_and(|d| d.poll_expired(cx).is_ready());
+    fn poll_deadline(&mut self, _cx: &mut Context<'_>) -> bool {
+        let expired = self.close_at.is_some_and(|at| Instant::now() >= at);
         expired && self.closing_failed(CloseOutcome::TimedOut)
+    }
+
+    /// Registers the earliest deadline this connection waits for (its close
+    /// timeout, or its policy clocks while open) with the server's timers,
+    /// when it changed.
+    fn sync_deadline(&mut self, waker: &Waker) {
+        let wanted = match self.phase {
+            Phase::Open => self.policies.armed,
+            Phase::Terminated => None,
+            _ => self.close_at,
+        };
+        let current = self
+            .registered
+            .as_ref()
+            .map(|(at, w)| (*at, w.will_wake(waker)));
+        match (wanted, current) {
+            (Some(at), Some((registered, true))) if at == registered => {}
+            (Some(at), _) => {
+                self.timers.set(self.timer_key, at, waker);
+                self.registered = Some((at, waker.clone()));
+            }
+            (None, Some(_)) => {
+                self.timers.cancel(self.timer_key);
+                self.registered = None;
+            }
+            (None, None) => {}
+        }
     }
 
     fn poll_closed_by_peer(&mut self, cx: &mut Context<'_>) -> bool {

@@ -68,6 +68,7 @@ mod registry;
 mod rt;
 mod server;
 mod shutdown;
+mod timers;
 mod upgrade;
 
 pub use close::{CloseCode, CloseOutcome, Closed, Initiator, MAX_REASON_BYTES};

@@ -10,9 +10,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) use async_std::net::{TcpListener, TcpStream};
 
@@ -50,37 +48,5 @@ pub(crate) async fn termination_signal() -> io::Result<()> {
     match signals.next().await {
         Some(result) => result.map(drop),
         None => Ok(()),
-    }
-}
-
-/// A one-shot deadline that a hand-written future can poll.
-#[derive(Debug)]
-pub(crate) struct Deadline {
-    timer: async_io::Timer,
-}
-
-impl Deadline {
-    /// A deadline `after` from now.
-    pub(crate) fn after(after: Duration) -> Self {
-        Self {
-            timer: async_io::Timer::after(after),
-        }
-    }
-
-    /// A deadline at `at`.
-    pub(crate) fn at(at: Instant) -> Self {
-        Self {
-            timer: async_io::Timer::at(at),
-        }
-    }
-
-    /// Moves the deadline to `at`.
-    pub(crate) fn reset_at(&mut self, at: Instant) {
-        self.timer.set_at(at);
-    }
-
-    /// Ready once the deadline has passed.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.timer).poll(cx).map(drop)
     }
 }

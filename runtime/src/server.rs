@@ -34,6 +34,7 @@ use crate::metrics::{Metrics, Refused, Stats};
 use crate::registry::Registry;
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::shutdown::{self, Live, ShutdownSummary, Tally, Trigger};
+use crate::timers::Timers;
 use crate::upgrade::{Rejection, Request};
 
 /// A WebSocket route: a path, its handler, and the subprotocols it speaks.
@@ -398,6 +399,7 @@ impl Server {
             metrics: Metrics::default(),
             trigger: Trigger::default(),
             live: Live::default(),
+            timers: Timers::start(config.shortest_timeout()),
             tally: Tally::default(),
             refusing: AtomicUsize::new(0),
             config: self.config,
@@ -435,6 +437,8 @@ struct Inner {
     trigger: Trigger,
     /// Connection tasks, for the drain.
     live: Live,
+    /// Every connection's deadlines.
+    timers: Arc<Timers>,
     /// How connections ended during a drain.
     tally: Tally,
     /// Refusal responses being written at accept time; see `refuse_early`.
@@ -769,7 +773,11 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream, peer: SocketAddr, permi
             .ok()?;
         Some(Decision::Accepted(route, request, upgrade, rest))
     };
-    let decision = match rt::timeout(inner.config.handshake_timeout, handshake).await {
+    let decision = match inner
+        .timers
+        .timeout(inner.config.handshake_timeout, handshake)
+        .await
+    {
         Some(Some(decision)) => decision,
         Some(None) => return,
         None => {
@@ -883,8 +891,15 @@ fn connection_task(
         // The permit holds the socket's place in the limits until the end.
         let _permit = permit;
         let guard = Release(&inner, &conn);
-        let (closed, dropped) =
-            Driver::new(&conn, &*route.handler, &inner.metrics, ws, inner.limits).await;
+        let (closed, dropped) = Driver::new(
+            &conn,
+            &*route.handler,
+            &inner.metrics,
+            &inner.timers,
+            ws,
+            inner.limits,
+        )
+        .await;
         if inner.trigger.is_fired() {
             inner.tally.record(closed.outcome, dropped);
         }

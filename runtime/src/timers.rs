@@ -1,0 +1,251 @@
+//! Coarse deadlines: one sweeper task per server instead of one runtime
+//! timer per socket.
+//!
+//! Every connection has deadlines (the handshake timeout, the heartbeat and
+//! other policy clocks, the close timeout), and most of them never fire.
+//! A runtime timer costs a wakeup of the reactor thread each time one is
+//! armed; at thousands of connections a second that was a large share of a
+//! short connection's cost. Here a deadline is an entry in a sorted map,
+//! and one sweeper task sleeps until the earliest entry, then wakes the
+//! owners of every entry that is due. Setting a deadline touches the
+//! runtime only when it is earlier than the sweeper's planned wakeup.
+//!
+//! To batch nearby deadlines the sweeper wakes at most once per `tick` (a
+//! sixteenth of the server's shortest timeout, between 1 and 100 ms), so a
+//! deadline fires up to one tick late, never early: owners compare the
+//! clock themselves when woken. With no deadlines the sweeper sleeps.
+//!
+//! This module never decides what a deadline means; it only wakes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+
+use crate::rt;
+
+/// The shortest and longest tick.
+const MIN_TICK: Duration = Duration::from_millis(1);
+const MAX_TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Default)]
+struct Table {
+    by_time: BTreeMap<(Instant, u64), Waker>,
+    by_key: HashMap<u64, Instant>,
+    /// When the sweeper will next wake; `None` while it waits for a
+    /// deadline to be set.
+    planned: Option<Instant>,
+}
+
+impl Table {
+    fn remove(&mut self, key: u64) {
+        if let Some(at) = self.by_key.remove(&key) {
+            self.by_time.remove(&(at, key));
+        }
+    }
+}
+
+/// The deadlines of one server.
+#[derive(Debug)]
+pub(crate) struct Timers {
+    tick: Duration,
+    next_key: AtomicU64,
+    table: Mutex<Table>,
+    /// Wakes the sweeper early: a deadline before its plan, or the end.
+    replan: Event,
+}
+
+impl Timers {
+    /// Timers whose tick suits `shortest`, the shortest timeout in use,
+    /// with their sweeper running until the last reference is dropped.
+    pub(crate) fn start(shortest: Duration) -> Arc<Self> {
+        let timers = Arc::new(Timers {
+            tick: (shortest / 16).clamp(MIN_TICK, MAX_TICK),
+            next_key: AtomicU64::new(1),
+            table: Mutex::default(),
+            replan: Event::new(),
+        });
+        rt::spawn(sweep(Arc::downgrade(&timers)));
+        timers
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A key for one owner's deadline.
+    pub(crate) fn key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Wakes `waker` once `at` has passed; replaces `key`'s previous
+    /// deadline.
+    pub(crate) fn set(&self, key: u64, at: Instant, waker: &Waker) {
+        let mut table = self.lock();
+        table.remove(key);
+        table.by_key.insert(key, at);
+        table.by_time.insert((at, key), waker.clone());
+        if table.planned.is_none_or(|planned| at < planned) {
+            table.planned = Some(at);
+            self.replan.notify(1);
+        }
+    }
+
+    /// Forgets `key`'s deadline.
+    pub(crate) fn cancel(&self, key: u64) {
+        self.lock().remove(key);
+    }
+
+    /// Wakes the owners of every deadline up to `now`.
+    fn fire(&self, now: Instant) {
+        let due: Vec<Waker> = {
+            let mut table = self.lock();
+            let later = table.by_time.split_off(&(now, u64::MAX));
+            let due = std::mem::replace(&mut table.by_time, later);
+            for (_, key) in due.keys() {
+                table.by_key.remove(key);
+            }
+            due.into_values().collect()
+        };
+        for waker in due {
+            waker.wake();
+        }
+    }
+
+    /// Runs `future` for at most `limit`; `None` when the limit ran out
+    /// first (up to one tick late).
+    pub(crate) async fn timeout<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
+        // A limit too long to add to an instant never runs out.
+        let Some(at) = Instant::now().checked_add(limit) else {
+            return Some(future.await);
+        };
+        let key = self.key();
+        let _cancel = Cancel(self, key);
+        let mut future = pin!(future);
+        let mut armed: Option<Waker> = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            if Instant::now() >= at {
+                return Poll::Ready(None);
+            }
+            if !armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                self.set(key, at, cx.waker());
+                armed = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Cancels a deadline when its owner goes away.
+pub(crate) struct Cancel<'t>(pub(crate) &'t Timers, pub(crate) u64);
+
+impl Drop for Cancel<'_> {
+    fn drop(&mut self) {
+        self.0.cancel(self.1);
+    }
+}
+
+impl Drop for Timers {
+    fn drop(&mut self) {
+        // The sweeper waits on `replan` without a reference: let it see the
+        // end.
+        self.replan.notify(usize::MAX);
+    }
+}
+
+/// The sweeper: wakes due owners, then sleeps until the earliest deadline
+/// (at least one tick) or until an earlier one is set; ends with the server.
+async fn sweep(timers: Weak<Timers>) {
+    loop {
+        let Some(strong) = timers.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        strong.fire(now);
+        let (replanned, nap) = {
+            let mut table = strong.lock();
+            let earliest = table.by_time.keys().next().map(|(at, _)| *at);
+            let tick = now.checked_add(strong.tick);
+            let planned = match (earliest, tick) {
+                (Some(at), Some(tick)) => Some(at.max(tick)),
+                (at, _) => at,
+            };
+            table.planned = planned;
+            // Listening under the lock: a `set` after it is not missed.
+            (
+                strong.replan.listen(),
+                planned.map(|at| at.saturating_duration_since(now)),
+            )
+        };
+        drop(strong);
+        match nap {
+            Some(nap) => {
+                let _ = rt::timeout(nap, replanned).await;
+            }
+            None => replanned.await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn timers() -> Timers {
+        Timers {
+            tick: MAX_TICK,
+            next_key: AtomicU64::new(1),
+            table: Mutex::default(),
+            replan: Event::new(),
+        }
+    }
+
+    #[test]
+    fn only_due_deadlines_fire_and_each_once() {
+        let timers = timers();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let now = Instant::now();
+        timers.set(1, now, &waker);
+        timers.set(2, now + Duration::from_secs(60), &waker);
+        timers.fire(now);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        timers.fire(now);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(timers.lock().by_key.len(), 1);
+    }
+
+    #[test]
+    fn set_replaces_and_cancel_forgets() {
+        let timers = timers();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let now = Instant::now();
+        timers.set(7, now + Duration::from_secs(60), &waker);
+        timers.set(7, now, &waker);
+        assert_eq!(timers.lock().by_time.len(), 1);
+        timers.cancel(7);
+        timers.fire(now + Duration::from_secs(120));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert!(timers.lock().by_key.is_empty());
+    }
+}
