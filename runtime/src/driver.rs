@@ -29,6 +29,7 @@ use crate::handler::DynHandler;
 use crate::handlers::BoxFuture;
 use crate::message::{Bytes, Message};
 use crate::metrics::Metrics;
+use crate::policies::{Policies, Verdict};
 use crate::rt::TcpStream;
 use crate::timers::Timers;
 
@@ -51,33 +52,6 @@ pub(crate) struct Limits {
     pub(crate) pong_timeout: Duration,
     pub(crate) session_ttl: Option<Duration>,
     pub(crate) send_timeout: Duration,
-}
-
-/// The open connection's policy clocks: idle, heartbeat, session age and
-/// slow consumer. One deadline serves them all: it is set to the earliest
-/// and, when it passes, each policy is checked against the clock and the
-/// deadline moved on. Reads only record the time, so a busy connection
-/// never touches the server's timers.
-#[derive(Debug)]
-struct Policies {
-    /// When the policies must next be checked; `None` when not computed.
-    armed: Option<Instant>,
-    /// Last frame of any kind from the peer.
-    heard: Instant,
-    /// Last frame the peer sent on its own (data or ping).
-    active: Instant,
-    /// When our outstanding ping was sent.
-    ping_sent: Option<Instant>,
-    /// A ping is due and waits for room in the socket.
-    ping_due: bool,
-    /// Since when the send queue has been full.
-    full_since: Option<Instant>,
-}
-
-/// What the policy clocks decided.
-enum Verdict {
-    Close(CloseCode, &'static str),
-    Dead,
 }
 
 /// Where the connection is in its closing handshake.
@@ -180,14 +154,7 @@ impl<'c> Driver<'c> {
             timers,
             timer_key: timers.key(),
             registered: None,
-            policies: Policies {
-                armed: None,
-                heard: now,
-                active: now,
-                ping_sent: None,
-                ping_due: false,
-                full_since: None,
-            },
+            policies: Policies::new(now),
             ws: Some(ws),
             phase: Phase::Open,
             limits,
@@ -450,18 +417,8 @@ impl<'c> Driver<'c> {
         if !matches!(self.phase, Phase::Open) {
             return false;
         }
-        let full = self.conn.shared.is_full();
-        let mut rearm = false;
-        match (full, self.policies.full_since) {
-            (true, None) => {
-                self.policies.full_since = Some(Instant::now());
-                rearm = true;
-            }
-            (false, Some(_)) => self.policies.full_since = None,
-            _ => {}
-        }
-        let fired = self.policies.armed.is_some_and(|at| Instant::now() >= at);
-        if !(fired || rearm || self.policies.armed.is_none()) {
+        let newly_full = self.policies.queue_full(self.conn.shared.is_full());
+        if !(newly_full || self.policies.is_due()) {
             return self.policies.ping_due && self.poll_ping(cx);
         }
         let now = Instant::now();
@@ -469,10 +426,9 @@ impl<'c> Driver<'c> {
             // Reading is paused for the handler (inbound backpressure): the
             // peer's pongs wait unread behind its messages, and a peer whose
             // messages fill the inbox is anything but idle or dead.
-            self.policies.heard = now;
-            self.policies.active = now;
+            self.policies.heard(now, true);
         }
-        match self.check_policies(now) {
+        match self.policies.check(&self.limits, self.started, now) {
             Some(Verdict::Close(code, reason)) => {
                 tracing::debug!(id = %self.conn.id(), code = %code, reason, "policy closes the connection");
                 self.conn.shared.request_close(code, reason.to_owned());
@@ -488,75 +444,8 @@ impl<'c> Driver<'c> {
             }
             None => {}
         }
-        self.policies.armed = self.next_policy_deadline();
+        self.policies.plan(&self.limits, self.started);
         self.policies.ping_due && self.poll_ping(cx)
-    }
-
-    fn check_policies(&mut self, now: Instant) -> Option<Verdict> {
-        let limits = &self.limits;
-        let p = &mut self.policies;
-        // `due(t, d)`: whether `d` after `t` has passed; never for a
-        // duration too long to add to an instant.
-        let due =
-            |from: Instant, after: Duration| from.checked_add(after).is_some_and(|at| now >= at);
-        if limits.session_ttl.is_some_and(|ttl| due(self.started, ttl)) {
-            return Some(Verdict::Close(
-                CloseCode::POLICY_VIOLATION,
-                "Session expired",
-            ));
-        }
-        if p.full_since
-            .is_some_and(|since| due(since, limits.send_timeout))
-        {
-            return Some(Verdict::Close(
-                CloseCode::POLICY_VIOLATION,
-                "Send queue full",
-            ));
-        }
-        if limits.idle_timeout.is_some_and(|idle| due(p.active, idle)) {
-            return Some(Verdict::Close(CloseCode::GOING_AWAY, "Idle timeout"));
-        }
-        if let Some(interval) = limits.ping_interval {
-            match p.ping_sent {
-                Some(sent) if p.heard < sent => {
-                    if due(sent, limits.pong_timeout) {
-                        return Some(Verdict::Dead);
-                    }
-                }
-                _ => {
-                    p.ping_sent = None;
-                    if due(p.heard, interval) {
-                        p.ping_due = true;
-                        p.ping_sent = Some(now);
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    /// The earliest instant at which a policy may act.
-    fn next_policy_deadline(&self) -> Option<Instant> {
-        let limits = &self.limits;
-        let p = &self.policies;
-        let heartbeat = limits.ping_interval.and_then(|interval| match p.ping_sent {
-            Some(sent) if p.heard < sent => sent.checked_add(limits.pong_timeout),
-            _ => p.heard.checked_add(interval),
-        });
-        [
-            limits
-                .session_ttl
-                .and_then(|ttl| self.started.checked_add(ttl)),
-            p.full_since
-                .and_then(|since| since.checked_add(limits.send_timeout)),
-            limits
-                .idle_timeout
-                .and_then(|idle| p.active.checked_add(idle)),
-            heartbeat,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 
     /// Sends the due heartbeat ping once the socket has room.
@@ -676,16 +565,7 @@ impl<'c> Driver<'c> {
             }
         }
         if heard {
-            let now = Instant::now();
-            self.policies.heard = now;
-            if active {
-                self.policies.active = now;
-            }
-            if self.policies.ping_sent.is_some() {
-                // Answered: the next ping is due an interval from now, which
-                // may be earlier than the pong deadline the timer is set for.
-                self.policies.armed = None;
-            }
+            self.policies.heard(Instant::now(), active);
         }
         progress
     }
@@ -822,7 +702,7 @@ impl<'c> Driver<'c> {
     /// when it changed.
     fn sync_deadline(&mut self, waker: &Waker) {
         let wanted = match self.phase {
-            Phase::Open => self.policies.armed,
+            Phase::Open => self.policies.deadline(),
             Phase::Terminated => None,
             _ => self.close_at,
         };

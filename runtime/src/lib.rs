@@ -64,6 +64,7 @@ mod handlers;
 mod handshake;
 mod message;
 mod metrics;
+mod policies;
 mod registry;
 mod rt;
 mod server;
