@@ -1,0 +1,232 @@
+//! A bound server: the accept loop with its admission limits, the handle
+//! that reaches the server from other tasks, and graceful shutdown.
+//!
+//! Each accepted socket is admitted or refused here from its address alone
+//! (before a byte of its request is read), then handed to `serve.rs`. This
+//! module never parses a request or touches WebSocket frames.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{self, Either};
+
+use crate::close;
+use crate::error::Result;
+use crate::handshake::{self as http, Refusal};
+use crate::metrics::{Refused, Stats};
+use crate::registry::Registry;
+use crate::rt::{self, TcpListener, TcpStream};
+use crate::serve::serve;
+use crate::server::Inner;
+use crate::shutdown::{self, ShutdownSummary};
+
+/// A bound server, ready to [`run`](Self::run).
+#[derive(Debug)]
+pub struct Listening {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl Listening {
+    pub(crate) fn new(listener: TcpListener, local_addr: SocketAddr, inner: Arc<Inner>) -> Self {
+        Listening {
+            listener,
+            local_addr,
+            inner,
+        }
+    }
+
+    /// The address the listener is bound to (with the real port when bound
+    /// to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The registry of live connections; clones stay valid while the server
+    /// runs.
+    pub fn registry(&self) -> Registry {
+        self.inner.registry.clone()
+    }
+
+    /// A clonable handle to the running server: counters, registry and the
+    /// shutdown trigger.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            inner: Arc::clone(&self.inner),
+            local_addr: self.local_addr,
+        }
+    }
+
+    /// Starts a graceful shutdown when the process receives SIGINT (Ctrl-C)
+    /// or SIGTERM. Call before [`run`](Self::run); a second signal during
+    /// the drain does not cut it short (the drain is bounded anyway).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let summary = wharf::Server::new()
+    ///     .bind("127.0.0.1:8080")
+    ///     .await?
+    ///     .shutdown_on_signals()
+    ///     .run()
+    ///     .await?;
+    /// tracing::info!(clean = summary.clean, dropped = summary.dropped, "bye");
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_on_signals(self) -> Self {
+        let handle = self.handle();
+        rt::spawn(async move {
+            match rt::termination_signal().await {
+                Ok(()) => {
+                    tracing::info!("termination signal received; shutting down");
+                    handle.shutdown();
+                }
+                Err(err) => tracing::error!(error = %err, "cannot listen for termination signals"),
+            }
+        });
+        self
+    }
+
+    /// Accepts connections until a graceful shutdown is triggered (see
+    /// [`ServerHandle::shutdown`] and [`shutdown_on_signals`](Self::shutdown_on_signals)),
+    /// then drains and returns how the connections ended.
+    ///
+    /// The shutdown stops accepting at once (the listener is closed, and
+    /// requests already being read are answered with 503), closes every
+    /// connection with [`Config::shutdown_code`](crate::Config::shutdown_code) and
+    /// [`Config::shutdown_reason`](crate::Config::shutdown_reason) (1001 "Going away" by default) after what
+    /// was queued before it, waits for the closing handshakes up to
+    /// [`Config::drain_timeout`](crate::Config::drain_timeout), then drops the connections still open.
+    ///
+    /// Admission limits are applied here, per accepted socket, before its
+    /// request is read: [`Config::max_connections`](crate::Config::max_connections) (503),
+    /// [`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip) and [`Config::connect_rate`](crate::Config::connect_rate) (429).
+    /// A failed `accept` (for example too many open files) is logged and
+    /// retried after a short pause rather than ending the server.
+    ///
+    /// Dropping this future stops accepting without closing anything; each
+    /// connection still finishes its own life.
+    pub async fn run(self) -> Result<ShutdownSummary> {
+        let Listening {
+            listener,
+            local_addr,
+            inner,
+        } = self;
+        {
+            let mut stop = Box::pin(inner.trigger.fired());
+            loop {
+                let accepted =
+                    match future::select(stop.as_mut(), Box::pin(listener.accept())).await {
+                        Either::Left(((), _)) => break,
+                        Either::Right((accepted, _)) => accepted,
+                    };
+                match accepted {
+                    Ok((stream, peer)) => admit(&inner, stream, peer),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed; retrying");
+                        rt::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!(addr = %local_addr, "stopped accepting; draining");
+        let config = &inner.config;
+        let (code, reason) = close::validate(config.shutdown_code, &config.shutdown_reason)?;
+        Ok(shutdown::drain(
+            &inner.live,
+            &inner.tally,
+            code,
+            &reason,
+            config.drain_timeout,
+        )
+        .await)
+    }
+}
+
+/// A clonable handle to a bound server, valid while it runs: its counters,
+/// its registry, and the graceful-shutdown trigger.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> wharf::Result<()> {
+/// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+/// let handle = listening.handle();
+/// let server = async_std::task::spawn(listening.run());
+/// // ... later, for a deploy:
+/// handle.shutdown();
+/// let summary = server.await?;
+/// assert_eq!(summary.dropped, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    inner: Arc<Inner>,
+    local_addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// Starts a graceful shutdown; see [`Listening::run`]. Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.trigger.fire();
+    }
+
+    /// Whether a shutdown has been triggered.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.trigger.is_fired()
+    }
+
+    /// A snapshot of the server's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.metrics.snapshot()
+    }
+
+    /// The registry of live connections.
+    pub fn registry(&self) -> Registry {
+        self.inner.registry.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+/// Refusal responses written at accept time at once; beyond this, refused
+/// sockets are closed without a response so a flood cannot pile up tasks.
+const MAX_REFUSING: usize = 256;
+
+/// Applies the accept-time limits to a new socket and starts serving it.
+fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+    inner.metrics.accepted();
+    match inner.admission.admit(peer.ip()) {
+        Ok(permit) => rt::spawn(serve(Arc::clone(inner), stream, peer, permit)),
+        Err(why) => {
+            inner.metrics.refused(why);
+            tracing::debug!(%peer, reason = %why, "refused at accept");
+            refuse_early(inner, stream, why);
+        }
+    }
+}
+
+/// Answers a socket refused at accept time, without reading its request.
+fn refuse_early(inner: &Arc<Inner>, stream: TcpStream, why: Refused) {
+    if inner.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        inner.refusing.fetch_sub(1, Ordering::Relaxed);
+        return; // dropping the stream closes it
+    }
+    let refusal = match why {
+        Refused::MaxConnections => Refusal::Unavailable("Server full\n"),
+        _ => Refusal::TooManyRequests,
+    };
+    let inner = Arc::clone(inner);
+    rt::spawn(async move {
+        http::refuse(stream, refusal).await;
+        inner.refusing.fetch_sub(1, Ordering::Relaxed);
+    });
+}

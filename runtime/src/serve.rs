@@ -1,0 +1,301 @@
+//! One accepted socket, from its first byte to its close handler: reading
+//! the request, deciding between a refusal, a page, the metrics and an
+//! upgrade, then running the connection in a task of its own.
+//!
+//! This module never writes a WebSocket frame; once the 101 is written the
+//! socket belongs to the driver.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_tungstenite::tungstenite::protocol::Role;
+use async_tungstenite::WebSocketStream;
+use futures_util::AsyncWriteExt;
+
+use crate::admission::Permit;
+use crate::close::{self, CloseOutcome};
+use crate::conn::{Conn, ConnId, ConnInfo, Shared};
+use crate::driver::Driver;
+use crate::extensions::Extensions;
+use crate::handshake::{self as http, Head, Refusal};
+use crate::metrics::Refused;
+use crate::rt::{self, TcpStream};
+use crate::server::{normalize_origin, Endpoint, Inner, Page, Route};
+use crate::upgrade::{Rejection, Request};
+
+/// What to do with a socket once its request head is read.
+enum Decision<'a> {
+    Upgrade(&'a Arc<Route>, Box<http::Request>, http::Upgrade, Vec<u8>),
+    /// The upgrade handler accepted and the 101 is written.
+    Accepted(&'a Arc<Route>, Box<Request>, http::Upgrade, Vec<u8>),
+    Page(&'a Page, bool),
+    Metrics,
+    Refuse(Refusal),
+    Reject(Rejection),
+}
+
+fn decide(inner: &Inner, head: Head) -> Option<Decision<'_>> {
+    let (request, rest) = match head {
+        Head::Complete(request, rest) => (request, rest),
+        Head::TooLarge => return Some(Decision::Refuse(Refusal::HeadersTooLarge)),
+        Head::Malformed => return Some(Decision::Refuse(Refusal::BadRequest("Bad request\n"))),
+        Head::Eof => return None,
+    };
+    if inner.config.metrics_path.as_deref() == Some(request.path.as_str()) {
+        return Some(match request.method.as_str() {
+            "GET" => Decision::Metrics,
+            _ => Decision::Refuse(Refusal::MethodNotAllowed),
+        });
+    }
+    let route = match inner.endpoints.get(&request.path) {
+        Some(Endpoint::Ws(route)) => route,
+        Some(Endpoint::Page(page)) => {
+            return Some(match request.method.as_str() {
+                "GET" => Decision::Page(page, true),
+                "HEAD" => Decision::Page(page, false),
+                _ => Decision::Refuse(Refusal::MethodNotAllowed),
+            })
+        }
+        None => match &inner.fallback {
+            Some(route) => route,
+            None => return Some(Decision::Refuse(Refusal::NotFound)),
+        },
+    };
+    let upgrade = match http::check_upgrade(&request, &route.subprotocols) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => return Some(Decision::Refuse(refusal)),
+    };
+    if !origin_allowed(inner, &request) {
+        return Some(Decision::Refuse(Refusal::Forbidden));
+    }
+    if inner.trigger.is_fired() {
+        return Some(Decision::Refuse(Refusal::Unavailable(
+            "Server shutting down\n",
+        )));
+    }
+    Some(Decision::Upgrade(route, Box::new(request), upgrade, rest))
+}
+
+/// Whether the request's `Origin` may connect: always when no list is
+/// configured or the request has no `Origin` (not a browser).
+fn origin_allowed(inner: &Inner, request: &http::Request) -> bool {
+    if inner.origins.is_empty() {
+        return true;
+    }
+    let mut origins = request.headers.get_all("origin").iter();
+    match (origins.next(), origins.next()) {
+        (None, _) => true,
+        (Some(origin), None) => origin
+            .to_str()
+            .is_ok_and(|o| inner.origins.contains(&normalize_origin(o))),
+        // Two Origin headers: no browser sends that.
+        (Some(_), Some(_)) => false,
+    }
+}
+
+/// The metric a refusal before the upgrade is counted under.
+fn refused_reason(refusal: Refusal) -> Refused {
+    match refusal {
+        Refusal::NotFound => Refused::NotFound,
+        Refusal::HeadersTooLarge => Refused::TooLarge,
+        Refusal::Forbidden => Refused::Origin,
+        Refusal::Unavailable(_) => Refused::ShuttingDown,
+        Refusal::TooManyRequests => Refused::RateLimited,
+        Refusal::BadRequest(_) | Refusal::MethodNotAllowed | Refusal::UpgradeRequired => {
+            Refused::BadRequest
+        }
+    }
+}
+
+/// One accepted socket, from the first byte to the close handler.
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    permit: Permit,
+) {
+    // Small frames (echoes, Close frames) must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let handshake = async {
+        let head = http::read_head(&mut stream, inner.config.max_request_bytes).await;
+        let decision = decide(&inner, head.ok()?)?;
+        let Decision::Upgrade(route, request, upgrade, rest) = decision else {
+            return Some(decision);
+        };
+        let request = Box::new(Request {
+            peer,
+            query: request
+                .query
+                .as_deref()
+                .map(http::parse_query)
+                .unwrap_or_default(),
+            path: request.path,
+            headers: request.headers,
+            extensions: Default::default(),
+            state: Arc::clone(&inner.state),
+        });
+        if let Err(rejection) = route.handler.upgrade(&request).await {
+            return Some(Decision::Reject(rejection));
+        }
+        stream
+            .write_all(&http::switching_protocols(&upgrade))
+            .await
+            .ok()?;
+        Some(Decision::Accepted(route, request, upgrade, rest))
+    };
+    let decision = match inner
+        .timers
+        .timeout(inner.config.handshake_timeout, handshake)
+        .await
+    {
+        Some(Some(decision)) => decision,
+        Some(None) => return,
+        None => {
+            inner.metrics.refused(Refused::HandshakeTimeout);
+            tracing::debug!(%peer, "handshake timed out; dropping the socket");
+            return;
+        }
+    };
+    match decision {
+        Decision::Refuse(refusal) => {
+            inner.metrics.refused(refused_reason(refusal));
+            tracing::debug!(%peer, status = refusal.status(), "refused before upgrade");
+            http::refuse(stream, refusal).await;
+        }
+        Decision::Metrics => {
+            let body = inner.metrics.snapshot().to_prometheus();
+            let response = http::response(
+                200,
+                "OK",
+                &[],
+                body.as_bytes(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            );
+            http::send_and_close(stream, &response).await;
+        }
+        Decision::Reject(rejection) => {
+            inner.metrics.refused(Refused::Rejected);
+            if rejection.status() != rejection.requested_status() {
+                tracing::warn!(%peer, status = rejection.requested_status(), "upgrade handler rejected with a status outside 400-599; sending 500");
+            }
+            tracing::debug!(%peer, status = rejection.status(), "upgrade rejected by the route's handler");
+            http::send_and_close(stream, &http::rejection(&rejection)).await;
+        }
+        Decision::Page(page, with_body) => {
+            let mut response = http::response(200, "OK", &[], &page.body, &page.content_type);
+            if !with_body {
+                // HEAD: the head GET would send, Content-Length included.
+                response.truncate(response.len() - page.body.len());
+            }
+            http::send_and_close(stream, &response).await;
+        }
+        // Only `Accepted` leaves the handshake future.
+        Decision::Upgrade(..) => {}
+        Decision::Accepted(route, request, upgrade, rest) => {
+            let ws = WebSocketStream::from_partially_read(
+                stream,
+                rest,
+                Role::Server,
+                Some(inner.ws_config),
+            )
+            .await;
+            let Request {
+                path,
+                query,
+                headers,
+                extensions,
+                ..
+            } = *request;
+            let info = ConnInfo {
+                id: ConnId(inner.next_id.fetch_add(1, Ordering::Relaxed)),
+                peer,
+                path: Arc::from(path),
+                query,
+                headers,
+                subprotocol: upgrade.subprotocol,
+            };
+            let extensions = extensions.into_inner().unwrap_or_else(|p| p.into_inner());
+            // The connection gets a task of its own, sized for the
+            // connection alone: this task's state machine also holds the
+            // handshake's, and an idle connection would carry both.
+            rt::spawn(connection_task(
+                Arc::clone(&inner),
+                Arc::clone(route),
+                ws,
+                info,
+                extensions,
+                permit,
+            ));
+        }
+    }
+}
+
+/// The task of one upgraded connection: from the registry to the close
+/// handler.
+///
+/// The connection is set up before the task's future exists, so that the
+/// future holds it once (an `async fn` would also keep its arguments):
+/// after the read buffer, the task is most of an idle connection's memory.
+fn connection_task(
+    inner: Arc<Inner>,
+    route: Arc<Route>,
+    ws: WebSocketStream<TcpStream>,
+    info: ConnInfo,
+    extensions: Extensions,
+    permit: Permit,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shared = Arc::new(Shared::new(info, inner.config.send_queue, extensions));
+    let conn = Conn::new(shared, inner.registry.clone(), Arc::clone(&inner.state));
+    inner.live.insert(conn.handle());
+    inner.registry.insert(conn.handle());
+    inner.metrics.opened();
+    if inner.trigger.is_fired() {
+        // Upgraded while the drain began: it may have missed this one.
+        let config = &inner.config;
+        if let Ok((code, reason)) = close::validate(config.shutdown_code, &config.shutdown_reason) {
+            conn.shared.request_close(code, reason);
+        }
+    }
+    tracing::debug!(id = %conn.id(), peer = %conn.peer_addr(), path = %conn.path(), "connection open");
+    async move {
+        // The permit holds the socket's place in the limits until the end.
+        let _permit = permit;
+        let guard = Release(&inner, &conn);
+        let (closed, dropped) = Driver::new(
+            &conn,
+            &*route.handler,
+            &inner.metrics,
+            &inner.timers,
+            ws,
+            inner.limits,
+        )
+        .await;
+        if inner.trigger.is_fired() {
+            inner.tally.record(closed.outcome, dropped);
+        }
+        route.handler.close(&conn, &closed).await;
+        drop(guard);
+    }
+}
+
+/// Releases a connection's server-side state when its task ends, including
+/// when a handler panics or the task is dropped mid-way: `close()` callers
+/// are released, the registry entry and per-connection data are dropped,
+/// and a drain waiting for the task is told.
+struct Release<'a>(&'a Inner, &'a Conn);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let Release(inner, conn) = *self;
+        // The driver normally ended the connection (and left the registry)
+        // already; only a task cut short still has both to do.
+        conn.registry().remove(conn.id());
+        let _ = conn.shared.finish(CloseOutcome::PeerGone);
+        conn.shared.clear_waker();
+        let data = std::mem::take(&mut *conn.extensions());
+        drop(data);
+        inner.live.remove(conn.id());
+    }
+}
