@@ -463,10 +463,7 @@ impl Conn {
     /// }
     /// ```
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query_pairs()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        crate::handshake::query_value(self.query_pairs(), key)
     }
 
     /// Every query parameter in request order, percent-decoded.

@@ -375,6 +375,14 @@ pub(crate) fn parse_query(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first value of `key` among decoded query pairs.
+pub(crate) fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 fn decode_component(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

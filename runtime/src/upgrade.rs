@@ -71,10 +71,7 @@ impl Request {
 
     /// The first value of query parameter `key`, percent-decoded.
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        crate::handshake::query_value(&self.query, key)
     }
 
     /// Every query parameter in request order, percent-decoded.
