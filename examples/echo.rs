@@ -177,19 +177,12 @@ pub fn app(options: &Options) -> ws::Server {
 async fn main() -> ws::Result<()> {
     let options = CLI.parse_env_or_exit(Options::from_args);
     wharf_examples::init_logging();
-    let summary = app(&options)
+    // The server logs the shutdown's summary itself ("shutdown complete").
+    app(&options)
         .bind(options.addr.as_str())
         .await?
         .shutdown_on_signals()
         .run()
         .await?;
-    tracing::info!(
-        clean = summary.clean,
-        timed_out = summary.timed_out,
-        peer_gone = summary.peer_gone,
-        dropped = summary.dropped,
-        drain_ms = summary.duration.as_millis() as u64,
-        "echo server stopped"
-    );
     Ok(())
 }
