@@ -27,16 +27,16 @@ use crate::upgrade::{Rejection, Request};
 
 /// What to do with a socket once its request head is read.
 enum Decision<'a> {
-    Upgrade(&'a Arc<Route>, Box<http::Request>, http::Upgrade, Vec<u8>),
-    /// The upgrade handler accepted and the 101 is written.
-    Accepted(&'a Arc<Route>, Box<Request>, http::Upgrade, Vec<u8>),
+    /// A valid upgrade for a route. Leaves the handshake only once the
+    /// route's upgrade handler accepted it and the 101 is written.
+    Upgrade(&'a Arc<Route>, Box<Request>, http::Upgrade, Vec<u8>),
     Page(&'a Page, bool),
     Metrics,
     Refuse(Refusal),
     Reject(Rejection),
 }
 
-fn decide(inner: &Inner, head: Head) -> Option<Decision<'_>> {
+fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
     let (request, rest) = match head {
         Head::Complete(request, rest) => (request, rest),
         Head::TooLarge => return Some(Decision::Refuse(Refusal::HeadersTooLarge)),
@@ -75,7 +75,19 @@ fn decide(inner: &Inner, head: Head) -> Option<Decision<'_>> {
             "Server shutting down\n",
         )));
     }
-    Some(Decision::Upgrade(route, Box::new(request), upgrade, rest))
+    let request = Box::new(Request {
+        peer,
+        query: request
+            .query
+            .as_deref()
+            .map(http::parse_query)
+            .unwrap_or_default(),
+        path: request.path,
+        headers: request.headers,
+        extensions: Default::default(),
+        state: Arc::clone(&inner.state),
+    });
+    Some(Decision::Upgrade(route, request, upgrade, rest))
 }
 
 /// Whether the request's `Origin` may connect: always when no list is
@@ -120,30 +132,17 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let handshake = async {
         let head = http::read_head(&mut stream, inner.config.max_request_bytes).await;
-        let decision = decide(&inner, head.ok()?)?;
-        let Decision::Upgrade(route, request, upgrade, rest) = decision else {
-            return Some(decision);
-        };
-        let request = Box::new(Request {
-            peer,
-            query: request
-                .query
-                .as_deref()
-                .map(http::parse_query)
-                .unwrap_or_default(),
-            path: request.path,
-            headers: request.headers,
-            extensions: Default::default(),
-            state: Arc::clone(&inner.state),
-        });
-        if let Err(rejection) = route.handler.upgrade(&request).await {
-            return Some(Decision::Reject(rejection));
+        let decision = decide(&inner, head.ok()?, peer)?;
+        if let Decision::Upgrade(route, request, upgrade, _) = &decision {
+            if let Err(rejection) = route.handler.upgrade(request).await {
+                return Some(Decision::Reject(rejection));
+            }
+            stream
+                .write_all(&http::switching_protocols(upgrade))
+                .await
+                .ok()?;
         }
-        stream
-            .write_all(&http::switching_protocols(&upgrade))
-            .await
-            .ok()?;
-        Some(Decision::Accepted(route, request, upgrade, rest))
+        Some(decision)
     };
     let decision = match inner
         .timers
@@ -191,9 +190,7 @@ pub(crate) async fn serve(
             }
             http::send_and_close(stream, &response).await;
         }
-        // Only `Accepted` leaves the handshake future.
-        Decision::Upgrade(..) => {}
-        Decision::Accepted(route, request, upgrade, rest) => {
+        Decision::Upgrade(route, request, upgrade, rest) => {
             let ws = WebSocketStream::from_partially_read(
                 stream,
                 rest,
