@@ -67,24 +67,35 @@ async fn recording_server(gate: Option<Receiver<()>>) -> (TestServer, Receiver<E
 }
 
 async fn connected(events: &Receiver<Event>) -> Handle {
-    match next_event(events).await {
-        Event::Connected(handle) => handle,
-        other => panic!("expected the connect handler, got {other:?}"),
-    }
+    expect_event!(events, Event::Connected(handle) => handle)
 }
 
 async fn message(events: &Receiver<Event>) -> Message {
-    match next_event(events).await {
-        Event::Message(msg) => msg,
-        other => panic!("expected the message handler, got {other:?}"),
-    }
+    expect_event!(events, Event::Message(msg) => msg)
 }
 
 async fn closed(events: &Receiver<Event>) -> Closed {
-    match next_event(events).await {
-        Event::Closed(closed) => closed,
-        other => panic!("expected the close handler, got {other:?}"),
-    }
+    expect_event!(events, Event::Closed(closed) => closed)
+}
+
+/// A recording server without a gate, and a raw peer on it whose connect
+/// handler has run, with that connection's handle.
+async fn raw_peer_connected() -> (TestServer, Receiver<Event>, RawPeer, Handle) {
+    let (server, events) = recording_server(None).await;
+    let peer = RawPeer::connect(&server, "/").await;
+    let handle = connected(&events).await;
+    (server, events, peer, handle)
+}
+
+/// Shuts down the peer's write half; the read half stays open, so the server
+/// must be the one to end the stream, without sending anything (no Close
+/// frame, and never a 1006 on the wire), and report 1006.
+async fn half_close_is_reported_as_1006(mut peer: RawPeer, events: &Receiver<Event>) {
+    peer.stream
+        .shutdown(Shutdown::Write)
+        .expect("shut down the write half");
+    peer.expect_eof().await;
+    assert_abnormal(&closed(events).await);
 }
 
 /// Asserts the record of a clean, client-initiated close.
@@ -116,12 +127,7 @@ async fn raw_close_is_echoed(
     let mut peer = RawPeer::connect(server, "/").await;
     connected(events).await;
     peer.send_close(code, reason.as_bytes()).await;
-    let seen = peer.read_until_close().await;
-    assert!(
-        seen.before.is_empty(),
-        "frames before the echo: {:?}",
-        seen.before
-    );
+    let seen = peer.read_lone_close().await;
     assert_eq!(seen.code, Some(code), "echoed code");
     assert_eq!(seen.reason, reason, "echoed reason");
     // The peer never shut down its side: an end of stream here means the
@@ -171,9 +177,7 @@ async fn raw_close_4001_is_echoed_then_the_server_closes_tcp_first() {
 /// the echo still goes out, and the close counts as clean.
 #[async_std::test]
 async fn close_followed_by_a_half_close_still_gets_the_echo() {
-    let (server, events) = recording_server(None).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    connected(&events).await;
+    let (_server, events, mut peer, _) = raw_peer_connected().await;
 
     peer.send_close(1001, b"leaving").await;
     peer.stream
@@ -216,9 +220,7 @@ async fn a_reason_of_123_bytes_is_echoed_whole() {
 
 #[async_std::test]
 async fn empty_close_is_answered_with_an_empty_close() {
-    let (server, events) = recording_server(None).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    connected(&events).await;
+    let (_server, events, mut peer, _) = raw_peer_connected().await;
 
     peer.send_frame(OP_CLOSE, true, &[]).await;
     let echo = peer
@@ -308,8 +310,7 @@ async fn inbox_messages_are_handled_after_the_handshake_completes() {
     bytes.extend(frame(OP_CLOSE, true, &close, true));
     peer.send_raw(&bytes).await;
 
-    let seen = peer.read_until_close().await;
-    assert!(seen.before.is_empty(), "{:?}", seen.before);
+    let seen = peer.read_lone_close().await;
     assert_eq!(
         (seen.code, seen.reason.as_str()),
         (Some(4002), "last words")
@@ -334,9 +335,7 @@ async fn inbox_messages_are_handled_after_the_handshake_completes() {
 
 #[async_std::test]
 async fn dropped_tcp_stream_is_reported_as_1006() {
-    let (server, events) = recording_server(None).await;
-    let peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
+    let (server, events, peer, handle) = raw_peer_connected().await;
 
     drop(peer);
     assert_abnormal(&closed(&events).await);
@@ -346,39 +345,21 @@ async fn dropped_tcp_stream_is_reported_as_1006() {
 
 #[async_std::test]
 async fn half_closed_tcp_stream_is_reported_as_1006_and_gets_nothing() {
-    let (server, events) = recording_server(None).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    connected(&events).await;
-
-    peer.stream
-        .shutdown(Shutdown::Write)
-        .expect("shut down the write half");
-    // The read half is still open: the server must close without sending
-    // anything (no Close frame, and never a 1006 on the wire).
-    peer.expect_eof().await;
-    assert_abnormal(&closed(&events).await);
+    let (_server, events, peer, _) = raw_peer_connected().await;
+    half_close_is_reported_as_1006(peer, &events).await;
 }
 
 #[async_std::test]
 async fn stream_ending_inside_a_frame_is_reported_as_1006() {
-    let (server, events) = recording_server(None).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    connected(&events).await;
-
+    let (_server, events, mut peer, _) = raw_peer_connected().await;
     let whole = frame(OP_TEXT, true, b"never finished", true);
     peer.send_raw(&whole[..whole.len() - 4]).await;
-    peer.stream
-        .shutdown(Shutdown::Write)
-        .expect("shut down the write half");
-    peer.expect_eof().await;
-    assert_abnormal(&closed(&events).await);
+    half_close_is_reported_as_1006(peer, &events).await;
 }
 
 #[async_std::test]
 async fn close_after_the_peer_closed_returns_the_final_outcome() {
-    let (server, events) = recording_server(None).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
+    let (_server, events, mut peer, handle) = raw_peer_connected().await;
 
     peer.send_close(4001, b"gone").await;
     let seen = peer.read_until_close().await;
@@ -416,9 +397,7 @@ async fn close_after_the_peer_closed_returns_the_final_outcome() {
 
 #[async_std::test]
 async fn close_after_the_stream_dropped_returns_peer_gone() {
-    let (server, events) = recording_server(None).await;
-    let peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
+    let (_server, events, peer, handle) = raw_peer_connected().await;
 
     drop(peer);
     assert_abnormal(&closed(&events).await);

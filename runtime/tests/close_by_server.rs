@@ -192,17 +192,11 @@ impl Handler for Keeper {
 }
 
 async fn connected(events: &Receiver<Event>) -> Handle {
-    match next_event(events).await {
-        Event::Connected(handle) => handle,
-        other => panic!("expected Connected, got {other:?}"),
-    }
+    expect_event!(events, Event::Connected(handle) => handle)
 }
 
 async fn closed_event(events: &Receiver<Event>) -> (ConnId, Closed, wharf::Result<CloseOutcome>) {
-    match next_event(events).await {
-        Event::Closed(id, closed, again) => (id, closed, again),
-        other => panic!("expected Closed, got {other:?}"),
-    }
+    expect_event!(events, Event::Closed(id, closed, again) => (id, closed, again))
 }
 
 /// Reads from the client until the server's Close frame; returns its code
@@ -289,12 +283,7 @@ async fn concurrent_closes_from_two_tasks_send_one_close_frame() {
     let second = spawn_close(4002, "second");
     drop(go);
 
-    let seen = peer.read_until_close().await;
-    assert!(
-        seen.before.is_empty(),
-        "frames before Close: {:?}",
-        seen.before
-    );
+    let seen = peer.read_lone_close().await;
     let code = seen.code.expect("Close frame with a code");
     let expected_reason = match code {
         4001 => "first",
@@ -346,10 +335,8 @@ async fn close_from_a_handle_while_a_handler_is_blocked_completes() {
     within("send", client.send(WsMessage::text("wait")))
         .await
         .unwrap();
-    match next_event(&events).await {
-        Event::Entered(text) => assert_eq!(text, "wait"),
-        other => panic!("expected Entered, got {other:?}"),
-    }
+    let text = expect_event!(&events, Event::Entered(text) => text);
+    assert_eq!(text, "wait");
 
     // The message handler is stuck; the driver still runs the handshake.
     let closer = handle.clone();
@@ -368,13 +355,11 @@ async fn close_from_a_handle_while_a_handler_is_blocked_completes() {
     assert!(events.try_recv().is_err(), "close handler ran too early");
 
     gate.send(()).await.unwrap();
-    match next_event(&events).await {
-        Event::SentAfterClose(result) => assert!(
-            matches!(result, Err(Error::Closed)),
-            "send after close: {result:?}"
-        ),
-        other => panic!("expected SentAfterClose, got {other:?}"),
-    }
+    let result = expect_event!(&events, Event::SentAfterClose(result) => result);
+    assert!(
+        matches!(result, Err(Error::Closed)),
+        "send after close: {result:?}"
+    );
     let (_, closed, _) = closed_event(&events).await;
     assert_eq!(closed.code.as_u16(), 4002);
     assert_eq!(closed.initiator, Initiator::Server);

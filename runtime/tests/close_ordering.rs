@@ -86,24 +86,15 @@ async fn start_script(server: Server) -> (TestServer, Receiver<Event>) {
 }
 
 async fn connected(events: &Receiver<Event>) -> Handle {
-    match next_event(events).await {
-        Event::Connected(handle) => handle,
-        other => panic!("expected Connected, got {other:?}"),
-    }
+    expect_event!(events, Event::Connected(handle) => handle)
 }
 
 async fn outcome_event(events: &Receiver<Event>) -> wharf::Result<CloseOutcome> {
-    match next_event(events).await {
-        Event::Outcome(outcome) => outcome,
-        other => panic!("expected Outcome, got {other:?}"),
-    }
+    expect_event!(events, Event::Outcome(outcome) => outcome)
 }
 
 async fn closed_event(events: &Receiver<Event>) -> Closed {
-    match next_event(events).await {
-        Event::Closed(closed) => closed,
-        other => panic!("expected Closed, got {other:?}"),
-    }
+    expect_event!(events, Event::Closed(closed) => closed)
 }
 
 /// Answers the server's Close with `code`, then reads to the end of the
@@ -218,12 +209,7 @@ async fn sends_fail_with_closed_once_close_has_begun() {
     ));
 
     // Nothing of the refused messages reached the wire.
-    let seen = peer.read_until_close().await;
-    assert!(
-        seen.before.is_empty(),
-        "frames before Close: {:?}",
-        seen.before
-    );
+    peer.read_lone_close().await;
     answer_and_expect_eof(&mut peer, 4000).await;
     assert_eq!(
         within("close()", closing).await.unwrap(),
@@ -244,23 +230,14 @@ async fn sends_inside_a_handler_fail_once_its_close_has_begun() {
     let _ = connected(&events).await;
 
     peer.send_frame(OP_TEXT, true, b"close-and-send").await;
-    let seen = peer.read_until_close().await;
-    assert!(
-        seen.before.is_empty(),
-        "frames before Close: {:?}",
-        seen.before
-    );
+    let seen = peer.read_lone_close().await;
     assert_eq!(seen.code, Some(4000));
     answer_and_expect_eof(&mut peer, 4000).await;
 
-    match next_event(&events).await {
-        Event::SendsDuringClose(sends) => {
-            assert_eq!(sends.len(), 4);
-            for (i, sent) in sends.iter().enumerate() {
-                assert!(matches!(sent, Err(Error::Closed)), "send {i}: {sent:?}");
-            }
-        }
-        other => panic!("expected SendsDuringClose, got {other:?}"),
+    let sends = expect_event!(&events, Event::SendsDuringClose(sends) => sends);
+    assert_eq!(sends.len(), 4);
+    for (i, sent) in sends.iter().enumerate() {
+        assert!(matches!(sent, Err(Error::Closed)), "send {i}: {sent:?}");
     }
     assert_eq!(outcome_event(&events).await.unwrap(), CloseOutcome::Clean);
     assert_eq!(closed_event(&events).await.messages_out, 0);
@@ -441,19 +418,14 @@ async fn close_twice_inside_a_handler_sends_one_frame_and_repeats_the_outcome() 
     let _ = connected(&events).await;
 
     peer.send_frame(OP_TEXT, true, b"twice").await;
-    let seen = peer.read_until_close().await;
-    assert!(seen.before.is_empty());
+    let seen = peer.read_lone_close().await;
     assert_eq!((seen.code, seen.reason.as_str()), (Some(4000), "one"));
     answer_and_expect_eof(&mut peer, 4000).await;
 
-    match next_event(&events).await {
-        Event::Twice(first, second) => {
-            let first = first.unwrap();
-            assert_eq!(first, CloseOutcome::Clean);
-            assert_eq!(second.unwrap(), first);
-        }
-        other => panic!("expected Twice, got {other:?}"),
-    }
+    let (first, second) = expect_event!(&events, Event::Twice(first, second) => (first, second));
+    let first = first.unwrap();
+    assert_eq!(first, CloseOutcome::Clean);
+    assert_eq!(second.unwrap(), first);
     let closed = closed_event(&events).await;
     assert_eq!(
         (closed.code.as_u16(), closed.reason.as_str()),
@@ -506,8 +478,7 @@ async fn try_send_on_a_full_queue_returns_queue_full() {
 
     let closer = handle.clone();
     let closing = async_std::task::spawn(async move { closer.close(1000, "").await });
-    let seen = peer.read_until_close().await;
-    assert!(seen.before.is_empty());
+    peer.read_lone_close().await;
     answer_and_expect_eof(&mut peer, 1000).await;
     assert_eq!(
         within("close()", closing).await.unwrap(),

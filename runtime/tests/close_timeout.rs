@@ -64,10 +64,18 @@ async fn start_probe(close_timeout: Duration) -> (TestServer, Receiver<Event>) {
 }
 
 async fn connected(events: &Receiver<Event>) -> Handle {
-    match next_event(events).await {
-        Event::Connected(handle) => handle,
-        other => panic!("expected Connected, got {other:?}"),
-    }
+    expect_event!(events, Event::Connected(handle) => handle)
+}
+
+/// A probe server with `close_timeout`, and a raw peer on it whose connect
+/// handler has run, with that connection's handle.
+async fn probe_with_peer(
+    close_timeout: Duration,
+) -> (TestServer, Receiver<Event>, RawPeer, Handle) {
+    let (server, events) = start_probe(close_timeout).await;
+    let peer = RawPeer::connect(&server, "/").await;
+    let handle = connected(&events).await;
+    (server, events, peer, handle)
 }
 
 /// Skips recorded messages (returning them) until the close record.
@@ -82,7 +90,10 @@ async fn closed_event(events: &Receiver<Event>) -> (Closed, Vec<String>) {
     }
 }
 
-fn assert_timed_out_in_time(elapsed: Duration) {
+/// Checks what a `close()` returned and how long it took: `TimedOut`, no
+/// sooner than the close timeout and not long after it.
+fn assert_timed_out_in_time((outcome, elapsed): (wharf::Result<CloseOutcome>, Duration)) {
+    assert_eq!(outcome.unwrap(), CloseOutcome::TimedOut);
     assert!(
         elapsed >= TIMEOUT,
         "close() gave up after {elapsed:?}, before the {TIMEOUT:?} close timeout"
@@ -106,24 +117,13 @@ fn assert_timed_out_record(closed: &Closed, code: u16, reason: &str) {
 
 #[async_std::test]
 async fn silent_peer_times_out_and_the_socket_is_closed() {
-    let (server, events) = start_probe(TIMEOUT).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
+    let (server, events, mut peer, handle) = probe_with_peer(TIMEOUT).await;
 
     // The peer reads nothing while the server closes.
-    let started = Instant::now();
-    let outcome = within("close()", handle.close(4000, "no answer")).await;
-    let elapsed = started.elapsed();
-    assert_eq!(outcome.unwrap(), CloseOutcome::TimedOut);
-    assert_timed_out_in_time(elapsed);
+    assert_timed_out_in_time(within("close()", timed_close(&handle, 4000, "no answer")).await);
 
     // Our Close was on the wire; after it the stream simply ends.
-    let seen = peer.read_until_close().await;
-    assert!(
-        seen.before.is_empty(),
-        "frames before Close: {:?}",
-        seen.before
-    );
+    let seen = peer.read_lone_close().await;
     assert_eq!(seen.code, Some(4000));
     assert_eq!(seen.reason, "no answer");
     peer.expect_eof().await;
@@ -143,22 +143,14 @@ async fn silent_peer_times_out_and_the_socket_is_closed() {
 
 #[async_std::test]
 async fn peer_sending_data_but_no_close_still_times_out() {
-    let (server, events) = start_probe(TIMEOUT).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
+    let (_server, events, mut peer, handle) = probe_with_peer(TIMEOUT).await;
 
     // One message before the close is delivered normally.
     peer.send_frame(OP_TEXT, true, b"before").await;
-    match next_event(&events).await {
-        Event::Message(text) => assert_eq!(text, "before"),
-        other => panic!("expected the message, got {other:?}"),
-    }
+    let text = expect_event!(&events, Event::Message(text) => text);
+    assert_eq!(text, "before");
 
-    let done = Arc::new(AtomicBool::new(false));
-    let closing = spawn_close(&handle, 4001, "stop talking", &done);
-
-    let seen = peer.read_until_close().await;
-    assert_eq!(seen.code, Some(4001));
+    let (closing, done) = close_in_background(&handle, &mut peer, 4001, "stop talking").await;
 
     // Keep talking, never answer the Close, until close() has given up or
     // the server hangs up. The pause only paces the writer; nothing waits
@@ -180,14 +172,8 @@ async fn peer_sending_data_but_no_close_still_times_out() {
         "the server hung up before any data was sent"
     );
 
-    let (outcome, elapsed) = within("close()", closing).await;
-    assert_eq!(outcome.unwrap(), CloseOutcome::TimedOut);
-    assert_timed_out_in_time(elapsed);
-
-    // The socket is closed: reading reaches the end (EOF, or a reset since
-    // our last frames may have arrived after the server stopped reading).
-    let mut rest = Vec::new();
-    let _ = within("end of stream", peer.stream.read_to_end(&mut rest)).await;
+    assert_timed_out_in_time(within("close()", closing).await);
+    read_to_the_end(&mut peer).await;
 
     let (closed, messages) = closed_event(&events).await;
     assert!(
@@ -198,23 +184,50 @@ async fn peer_sending_data_but_no_close_still_times_out() {
     assert_eq!(closed.messages_in, 1, "only the message before the close");
 }
 
-/// Runs `handle.close(code, reason)` in its own task; returns its outcome
-/// and how long it took, and sets `done` when it returns.
-fn spawn_close(
+/// Runs `handle.close(code, reason)`; returns its outcome and how long it
+/// took.
+async fn timed_close(
     handle: &Handle,
     code: u16,
+    reason: &str,
+) -> (wharf::Result<CloseOutcome>, Duration) {
+    let started = Instant::now();
+    let outcome = handle.close(code, reason).await;
+    (outcome, started.elapsed())
+}
+
+/// Runs [`timed_close`] in its own task, and reads the server's Close on
+/// `peer`, checking its code. Returns the task and a flag set when
+/// `close()` returns.
+async fn close_in_background(
+    handle: &Handle,
+    peer: &mut RawPeer,
+    code: u16,
     reason: &'static str,
-    done: &Arc<AtomicBool>,
-) -> JoinHandle<(wharf::Result<CloseOutcome>, Duration)> {
+) -> (
+    JoinHandle<(wharf::Result<CloseOutcome>, Duration)>,
+    Arc<AtomicBool>,
+) {
+    let done = Arc::new(AtomicBool::new(false));
     let handle = handle.clone();
-    let done = Arc::clone(done);
-    async_std::task::spawn(async move {
-        let started = Instant::now();
-        let outcome = handle.close(code, reason).await;
-        let elapsed = started.elapsed();
-        done.store(true, Ordering::SeqCst);
-        (outcome, elapsed)
-    })
+    let set_done = Arc::clone(&done);
+    let closing = async_std::task::spawn(async move {
+        let out = timed_close(&handle, code, reason).await;
+        set_done.store(true, Ordering::SeqCst);
+        out
+    });
+    let seen = peer.read_until_close().await;
+    assert_eq!(seen.code, Some(code));
+    (closing, done)
+}
+
+/// Reads until the server has closed the socket (EOF, or a reset: frames
+/// the peer sent may arrive after the server stopped reading); returns what
+/// made it out.
+async fn read_to_the_end(peer: &mut RawPeer) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let _ = within("end of stream", peer.stream.read_to_end(&mut rest)).await;
+    rest
 }
 
 /// Writes one masked frame, reporting a failed write (the server hung up)
@@ -226,14 +239,8 @@ async fn write_frame(peer: &mut RawPeer, opcode: u8, payload: &[u8]) -> std::io:
 
 #[async_std::test]
 async fn peer_flooding_data_after_our_close_still_times_out() {
-    let (server, events) = start_probe(TIMEOUT).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
-
-    let done = Arc::new(AtomicBool::new(false));
-    let closing = spawn_close(&handle, 4004, "flood", &done);
-    let seen = peer.read_until_close().await;
-    assert_eq!(seen.code, Some(4004));
+    let (server, events, mut peer, handle) = probe_with_peer(TIMEOUT).await;
+    let (closing, done) = close_in_background(&handle, &mut peer, 4004, "flood").await;
 
     // Write data frames back to back, as fast as the socket takes them
     // (one frame, masked once, so writing costs the peer far less than
@@ -251,11 +258,8 @@ async fn peer_flooding_data_after_our_close_still_times_out() {
         }
     }
 
-    let (outcome, elapsed) = within("close()", closing).await;
-    assert_eq!(outcome.unwrap(), CloseOutcome::TimedOut);
-    assert_timed_out_in_time(elapsed);
-    let mut rest = Vec::new();
-    let _ = within("end of stream", peer.stream.read_to_end(&mut rest)).await;
+    assert_timed_out_in_time(within("close()", closing).await);
+    read_to_the_end(&mut peer).await;
 
     let (closed, messages) = closed_event(&events).await;
     assert!(
@@ -268,9 +272,7 @@ async fn peer_flooding_data_after_our_close_still_times_out() {
 
 #[async_std::test]
 async fn peer_that_reads_nothing_while_the_queue_cannot_flush_times_out() {
-    let (server, events) = start_probe(TIMEOUT).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
+    let (server, events, mut peer, handle) = probe_with_peer(TIMEOUT).await;
 
     // More than the kernel's loopback buffers can hold, so the flush before
     // our Close cannot finish while the peer does not read.
@@ -278,16 +280,11 @@ async fn peer_that_reads_nothing_while_the_queue_cannot_flush_times_out() {
     for _ in 0..24 {
         within("queue", handle.binary(big.clone())).await.unwrap();
     }
-    let started = Instant::now();
-    let outcome = within("close()", handle.close(4002, "stuck")).await;
-    let elapsed = started.elapsed();
-    assert_eq!(outcome.unwrap(), CloseOutcome::TimedOut);
-    assert_timed_out_in_time(elapsed);
+    assert_timed_out_in_time(within("close()", timed_close(&handle, 4002, "stuck")).await);
 
     // The socket was shut down: the peer reads what made it out, then the
     // end of the stream.
-    let mut rest = Vec::new();
-    let _ = within("end of stream", peer.stream.read_to_end(&mut rest)).await;
+    let rest = read_to_the_end(&mut peer).await;
     assert!(
         rest.len() < 24 << 20,
         "all the data made it out, so the test did not block the flush"
@@ -301,14 +298,8 @@ async fn peer_that_reads_nothing_while_the_queue_cannot_flush_times_out() {
 #[async_std::test]
 async fn peer_that_hangs_up_instead_of_answering_is_gone_before_the_timeout() {
     // A long timeout: a peer that disconnects must not make close() wait it out.
-    let (server, events) = start_probe(Duration::from_secs(8)).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
-    let handle = connected(&events).await;
-
-    let done = Arc::new(AtomicBool::new(false));
-    let closing = spawn_close(&handle, 4003, "bye", &done);
-    let seen = peer.read_until_close().await;
-    assert_eq!(seen.code, Some(4003));
+    let (server, events, mut peer, handle) = probe_with_peer(Duration::from_secs(8)).await;
+    let (closing, _) = close_in_background(&handle, &mut peer, 4003, "bye").await;
     drop(peer);
 
     let (outcome, elapsed) = within("close()", closing).await;

@@ -80,10 +80,7 @@ async fn start_probe(server: Server) -> (TestServer, Receiver<Event>) {
 }
 
 async fn connected(events: &Receiver<Event>) -> Handle {
-    match next_event(events).await {
-        Event::Connected(handle) => handle,
-        other => panic!("expected Connected, got {other:?}"),
-    }
+    expect_event!(events, Event::Connected(handle) => handle)
 }
 
 /// The next close record, skipping connects.
@@ -574,10 +571,8 @@ async fn slow_consumer_is_closed_with_1008_send_queue_full() {
 
     // Ask for the flood, then never read.
     peer.send_frame(OP_TEXT, true, b"flood").await;
-    let (queued, error) = match next_event(&events).await {
-        Event::Flooded { queued, error } => (queued, error),
-        other => panic!("expected the flood's end, got {other:?}"),
-    };
+    let (queued, error) =
+        expect_event!(&events, Event::Flooded { queued, error } => (queued, error));
     assert!(
         matches!(error, Error::Closed),
         "the flood ended with {error:?}"

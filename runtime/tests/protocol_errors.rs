@@ -38,7 +38,7 @@ struct Fixture {
 /// What the server did about one violation: the code of its Close frame on
 /// the wire (`None` for a Close without a code), and what the close handler
 /// was told.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Answer {
     wire: Option<u16>,
     code: u16,
@@ -115,6 +115,34 @@ impl Fixture {
     }
 }
 
+/// Sends `bytes` from a raw peer to a fresh echo server built from `server`,
+/// checks the server answers with `expected`, and that it still serves a
+/// well-behaved client afterwards.
+async fn assert_answered(server: Server, bytes: &[u8], expected: Answer) {
+    let f = fixture(server).await;
+    assert_eq!(f.provoke(bytes).await, expected);
+    f.assert_still_serves().await;
+}
+
+/// Like [`assert_answered`] for several violations on one server: sends
+/// `bytes_for(case)` from a fresh raw peer for each case, checks every case
+/// was answered with `expected`, then that the server still serves.
+async fn assert_each_answered<T: Copy + std::fmt::Debug + PartialEq>(
+    server: Server,
+    cases: &[T],
+    bytes_for: impl Fn(T) -> Vec<u8>,
+    expected: Answer,
+) {
+    let f = fixture(server).await;
+    let mut got = Vec::new();
+    for &case in cases {
+        got.push((case, f.provoke(&bytes_for(case)).await));
+    }
+    let want: Vec<_> = cases.iter().map(|&c| (c, expected.clone())).collect();
+    assert_eq!(got, want);
+    f.assert_still_serves().await;
+}
+
 fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
     let mut payload = code.to_be_bytes().to_vec();
     payload.extend_from_slice(reason);
@@ -125,107 +153,84 @@ fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
 
 #[async_std::test]
 async fn invalid_peer_close_codes_get_1002() {
-    let f = fixture(Server::new()).await;
     let codes = [
         0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
     ];
-    let mut got = Vec::new();
-    for code in codes {
-        let bytes = frame(OP_CLOSE, true, &close_payload(code, b""), true);
-        got.push((code, f.provoke(&bytes).await));
-    }
-    let expected: Vec<_> = codes.iter().map(|&c| (c, refused_close())).collect();
-    assert_eq!(got, expected);
-    f.assert_still_serves().await;
+    let close_with = |code| frame(OP_CLOSE, true, &close_payload(code, b""), true);
+    assert_each_answered(Server::new(), &codes, close_with, refused_close()).await;
 }
 
 #[async_std::test]
 async fn invalid_peer_close_code_with_a_reason_gets_1002() {
-    let f = fixture(Server::new()).await;
     let bytes = frame(OP_CLOSE, true, &close_payload(1006, b"abnormal?"), true);
-    assert_eq!(f.provoke(&bytes).await, refused_close());
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, refused_close()).await;
 }
 
 #[async_std::test]
 async fn close_reason_with_invalid_utf8_gets_1007() {
-    let f = fixture(Server::new()).await;
     let bytes = frame(
         OP_CLOSE,
         true,
         &close_payload(1000, b"bad \xff\xfe reason"),
         true,
     );
-    assert_eq!(f.provoke(&bytes).await, failed_with(1007));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1007)).await;
 }
 
 #[async_std::test]
 async fn close_payload_of_one_byte_gets_1002() {
-    let f = fixture(Server::new()).await;
     let bytes = frame(OP_CLOSE, true, &[0x03], true);
-    assert_eq!(f.provoke(&bytes).await, failed_with(1002));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1002)).await;
 }
 
 // ---- invalid UTF-8 in text messages (1007) ----
 
 #[async_std::test]
 async fn text_with_invalid_utf8_gets_1007() {
-    let f = fixture(Server::new()).await;
     let bytes = frame(OP_TEXT, true, b"hello \xff world", true);
-    assert_eq!(f.provoke(&bytes).await, failed_with(1007));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1007)).await;
 }
 
 #[async_std::test]
 async fn text_with_an_encoded_surrogate_gets_1007() {
-    let f = fixture(Server::new()).await;
     // U+D800 encoded as UTF-8 (ED A0 80) is not valid UTF-8.
     let bytes = frame(OP_TEXT, true, b"\xce\xba\xe1\xbd\xb9\xed\xa0\x80", true);
-    assert_eq!(f.provoke(&bytes).await, failed_with(1007));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1007)).await;
 }
 
 #[async_std::test]
 async fn fragmented_text_with_invalid_utf8_gets_1007() {
-    let f = fixture(Server::new()).await;
     let mut bytes = frame(OP_TEXT, false, b"valid start ", true);
     bytes.extend(frame(OP_CONT, false, b"then \xc3\x28 bad", true));
     bytes.extend(frame(OP_CONT, true, b" end", true));
-    assert_eq!(f.provoke(&bytes).await, failed_with(1007));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1007)).await;
 }
 
 #[async_std::test]
 async fn fragmented_text_ending_inside_a_character_gets_1007() {
-    let f = fixture(Server::new()).await;
     // Each fragment is fine on its own; the message ends with the first
     // byte of a two-byte character.
     let mut bytes = frame(OP_TEXT, false, b"caf", true);
     bytes.extend(frame(OP_CONT, true, b"\xc3", true));
-    assert_eq!(f.provoke(&bytes).await, failed_with(1007));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1007)).await;
 }
 
 // ---- sizes (1009) ----
 
 #[async_std::test]
 async fn message_over_max_message_size_gets_1009() {
-    let f = fixture(Server::new().max_message_size(1024)).await;
     let bytes = frame(OP_BINARY, true, &[7u8; 1025], true);
-    assert_eq!(f.provoke(&bytes).await, failed_with(1009));
-    f.assert_still_serves().await;
+    let server = Server::new().max_message_size(1024);
+    assert_answered(server, &bytes, failed_with(1009)).await;
 }
 
 #[async_std::test]
 async fn fragments_adding_up_over_max_message_size_get_1009() {
-    let f = fixture(Server::new().max_message_size(1024)).await;
     let mut bytes = frame(OP_TEXT, false, &[b'a'; 400], true);
     bytes.extend(frame(OP_CONT, false, &[b'b'; 400], true));
     bytes.extend(frame(OP_CONT, true, &[b'c'; 400], true));
-    assert_eq!(f.provoke(&bytes).await, failed_with(1009));
-    f.assert_still_serves().await;
+    let server = Server::new().max_message_size(1024);
+    assert_answered(server, &bytes, failed_with(1009)).await;
 }
 
 #[async_std::test]
@@ -240,9 +245,7 @@ async fn message_of_exactly_max_message_size_is_accepted() {
     assert_eq!(echo.payload.len(), 1024);
     assert!(echo.payload[..512].iter().all(|&b| b == 1));
     assert!(echo.payload[512..].iter().all(|&b| b == 2));
-    peer.send_close(1000, b"").await;
-    assert_eq!(peer.read_until_close().await.code, Some(1000));
-    peer.expect_eof().await;
+    peer.close_cleanly().await;
     let closed = f.closed_record().await;
     assert_eq!(closed.code, CloseCode::NORMAL);
     assert_eq!(closed.messages_in, 1);
@@ -250,111 +253,76 @@ async fn message_of_exactly_max_message_size_is_accepted() {
 
 #[async_std::test]
 async fn frame_over_max_frame_size_gets_1009() {
-    let f = fixture(Server::new().max_frame_size(1024)).await;
     let bytes = frame(OP_BINARY, true, &[7u8; 1025], true);
-    assert_eq!(f.provoke(&bytes).await, failed_with(1009));
-    f.assert_still_serves().await;
+    let server = Server::new().max_frame_size(1024);
+    assert_answered(server, &bytes, failed_with(1009)).await;
 }
 
 // ---- framing (1002) ----
 
 #[async_std::test]
 async fn control_frames_over_125_bytes_get_1002() {
-    let f = fixture(Server::new()).await;
-    let mut got = Vec::new();
-    for opcode in [OP_PING, OP_PONG, OP_CLOSE] {
+    let oversized = |opcode| {
         let payload = if opcode == OP_CLOSE {
             close_payload(1000, &[b'r'; 124])
         } else {
             vec![b'p'; 126]
         };
         assert_eq!(payload.len(), 126);
-        let bytes = frame(opcode, true, &payload, true);
-        got.push((opcode, f.provoke(&bytes).await));
-    }
-    assert_eq!(
-        got,
-        [OP_PING, OP_PONG, OP_CLOSE].map(|op| (op, failed_with(1002)))
-    );
-    f.assert_still_serves().await;
+        frame(opcode, true, &payload, true)
+    };
+    let opcodes = [OP_PING, OP_PONG, OP_CLOSE];
+    assert_each_answered(Server::new(), &opcodes, oversized, failed_with(1002)).await;
 }
 
 #[async_std::test]
 async fn fragmented_control_frames_get_1002() {
-    let f = fixture(Server::new()).await;
-    let mut got = Vec::new();
-    for opcode in [OP_PING, OP_PONG, OP_CLOSE] {
+    let fragmented = |opcode| {
         let mut bytes = frame(opcode, false, b"", true);
         bytes.extend(frame(OP_CONT, true, b"", true));
-        got.push((opcode, f.provoke(&bytes).await));
-    }
-    assert_eq!(
-        got,
-        [OP_PING, OP_PONG, OP_CLOSE].map(|op| (op, failed_with(1002)))
-    );
-    f.assert_still_serves().await;
+        bytes
+    };
+    let opcodes = [OP_PING, OP_PONG, OP_CLOSE];
+    assert_each_answered(Server::new(), &opcodes, fragmented, failed_with(1002)).await;
 }
 
 #[async_std::test]
 async fn continuation_without_a_start_gets_1002() {
-    let f = fixture(Server::new()).await;
     let bytes = frame(OP_CONT, true, b"orphan", true);
-    assert_eq!(f.provoke(&bytes).await, failed_with(1002));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1002)).await;
 }
 
 #[async_std::test]
 async fn new_message_inside_a_fragmented_one_gets_1002() {
-    let f = fixture(Server::new()).await;
     let mut bytes = frame(OP_TEXT, false, b"first half", true);
     bytes.extend(frame(OP_TEXT, true, b"not a continuation", true));
-    assert_eq!(f.provoke(&bytes).await, failed_with(1002));
-    f.assert_still_serves().await;
+    assert_answered(Server::new(), &bytes, failed_with(1002)).await;
 }
 
 #[async_std::test]
 async fn reserved_opcodes_get_1002() {
-    let f = fixture(Server::new()).await;
     let opcodes = [0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF];
-    let mut got = Vec::new();
-    for opcode in opcodes {
-        let bytes = frame(opcode, true, b"x", true);
-        got.push((opcode, f.provoke(&bytes).await));
-    }
-    let expected: Vec<_> = opcodes.iter().map(|&op| (op, failed_with(1002))).collect();
-    assert_eq!(got, expected);
-    f.assert_still_serves().await;
+    let with_opcode = |opcode| frame(opcode, true, b"x", true);
+    assert_each_answered(Server::new(), &opcodes, with_opcode, failed_with(1002)).await;
 }
 
 #[async_std::test]
 async fn nonzero_rsv_bits_get_1002() {
-    let f = fixture(Server::new()).await;
     // No extension is negotiated, so every RSV bit must be 0.
     let bits = [0x40u8, 0x20, 0x10, 0x70];
-    let mut got = Vec::new();
-    for bit in bits {
+    let with_bit = |bit| {
         let mut bytes = frame(OP_TEXT, true, b"reserved", true);
         bytes[0] |= bit;
-        got.push((bit, f.provoke(&bytes).await));
-    }
-    let expected: Vec<_> = bits.iter().map(|&b| (b, failed_with(1002))).collect();
-    assert_eq!(got, expected);
-    f.assert_still_serves().await;
+        bytes
+    };
+    assert_each_answered(Server::new(), &bits, with_bit, failed_with(1002)).await;
 }
 
 #[async_std::test]
 async fn unmasked_client_frames_get_1002() {
-    let f = fixture(Server::new()).await;
-    let mut got = Vec::new();
-    for opcode in [OP_TEXT, OP_BINARY, OP_PING] {
-        let bytes = frame(opcode, true, b"bare", false);
-        got.push((opcode, f.provoke(&bytes).await));
-    }
-    assert_eq!(
-        got,
-        [OP_TEXT, OP_BINARY, OP_PING].map(|op| (op, failed_with(1002)))
-    );
-    f.assert_still_serves().await;
+    let opcodes = [OP_TEXT, OP_BINARY, OP_PING];
+    let unmasked = |opcode| frame(opcode, true, b"bare", false);
+    assert_each_answered(Server::new(), &opcodes, unmasked, failed_with(1002)).await;
 }
 
 /// A violation after valid traffic: the messages already received were
@@ -370,8 +338,7 @@ async fn violation_after_valid_messages_gets_1002_after_their_echoes() {
         (OP_TEXT, &b"fine"[..])
     );
     peer.send_raw(&frame(OP_CONT, true, b"orphan", true)).await;
-    let seen = peer.read_until_close().await;
-    assert!(seen.before.is_empty(), "{:?}", seen.before);
+    let seen = peer.read_lone_close().await;
     assert_eq!(seen.code, Some(1002));
     peer.expect_eof().await;
     drop(peer);

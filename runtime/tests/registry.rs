@@ -68,17 +68,11 @@ async fn start_tracked(server: Server, paths: &[&str]) -> (TestServer, Receiver<
 }
 
 async fn connected(events: &Receiver<Event>) -> Handle {
-    match next_event(events).await {
-        Event::Connected(handle) => handle,
-        other => panic!("expected Connected, got {other:?}"),
-    }
+    expect_event!(events, Event::Connected(handle) => handle)
 }
 
 async fn closed_event(events: &Receiver<Event>) -> (ConnId, Closed, bool) {
-    match next_event(events).await {
-        Event::Closed(id, closed, listed) => (id, closed, listed),
-        other => panic!("expected Closed, got {other:?}"),
-    }
+    expect_event!(events, Event::Closed(id, closed, listed) => (id, closed, listed))
 }
 
 /// Connects a client and waits for its connect handler; the connection is

@@ -54,6 +54,23 @@ pub async fn next_event<T>(events: &async_std::channel::Receiver<T>) -> T {
         .expect("the server dropped its handler")
 }
 
+/// Awaits the next event on `events` (see [`next_event`]), which must match
+/// `$pattern`, and yields `$out`; any other event fails the test, showing it.
+/// For the event enums of test handlers:
+/// `expect_event!(events, Event::Connected(handle) => handle)`.
+#[allow(unused_macros)]
+macro_rules! expect_event {
+    ($events:expr, $pattern:pat => $out:expr) => {
+        match $crate::support::next_event($events).await {
+            $pattern => $out,
+            other => panic!("expected {}, got {other:?}", stringify!($pattern)),
+        }
+    };
+}
+// Unused in the test binaries whose handlers report no events.
+#[allow(unused_imports)]
+pub(crate) use expect_event;
+
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -307,14 +324,20 @@ impl RawPeer {
     /// server then ended the stream; returns its code (`None` for a Close
     /// without one).
     pub async fn expect_lone_close(&mut self) -> Option<u16> {
+        let code = self.read_lone_close().await.code;
+        self.expect_eof().await;
+        code
+    }
+
+    /// Reads the server's Close, checking no frame came before it.
+    pub async fn read_lone_close(&mut self) -> CloseSeen {
         let seen = self.read_until_close().await;
         assert!(
             seen.before.is_empty(),
             "frames before the Close: {:?}",
             seen.before
         );
-        self.expect_eof().await;
-        seen.code
+        seen
     }
 
     /// Closes with 1000, checks the server echoes it, and waits for the end
