@@ -40,16 +40,23 @@ impl Trigger {
 
     /// Resolves once the trigger has fired.
     pub(crate) async fn fired(&self) {
-        loop {
-            if self.is_fired() {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.is_fired() {
-                return;
-            }
-            listener.await;
+        wait_until(&self.event, || self.is_fired()).await;
+    }
+}
+
+/// Resolves once `ready` holds, re-checking whenever `event` is notified.
+/// `ready` is checked again after listening, so a notification between
+/// the first check and the listener is not lost.
+async fn wait_until(event: &Event, ready: impl Fn() -> bool) {
+    loop {
+        if ready() {
+            return;
         }
+        let listener = event.listen();
+        if ready() {
+            return;
+        }
+        listener.await;
     }
 }
 
@@ -115,16 +122,7 @@ impl Live {
     }
 
     async fn wait_empty(&self) {
-        loop {
-            if self.lock().is_empty() {
-                return;
-            }
-            let listener = self.empty.listen();
-            if self.lock().is_empty() {
-                return;
-            }
-            listener.await;
-        }
+        wait_until(&self.empty, || self.lock().is_empty()).await;
     }
 }
 
