@@ -52,42 +52,29 @@
 
 #![forbid(unsafe_code)]
 
-mod admission;
-mod close;
-mod config;
-mod conn;
-mod driver;
+mod connection;
 mod error;
 mod extensions;
 mod handler;
-mod handlers;
-mod handshake;
-mod listening;
-mod message;
-mod metrics;
-mod policies;
-mod registry;
+pub mod http;
 mod rt;
-mod serve;
 mod server;
-mod shutdown;
-mod timers;
-mod upgrade;
 
-pub use close::{CloseCode, CloseOutcome, Closed, Initiator, MAX_REASON_BYTES};
-pub use config::{Config, ConnectRate};
-pub use conn::{Conn, ConnId, Handle};
+pub use connection::close::{CloseCode, CloseOutcome, Closed, Initiator, MAX_REASON_BYTES};
+pub use connection::conn::Conn;
+pub use connection::handle::{ConnId, Handle};
+pub use connection::message::{Bytes, Message, Utf8Bytes};
+pub use connection::registry::{CloseCounts, Registry};
 pub use error::{Error, Result};
 pub use extensions::Extensions;
+pub use handler::fns::Handlers;
 pub use handler::Handler;
-pub use handlers::Handlers;
-pub use listening::{Listening, ServerHandle};
-pub use message::{Bytes, Message, Utf8Bytes};
-pub use metrics::{Refused, Stats};
-pub use registry::{CloseCounts, Registry};
-pub use server::{Route, Server};
-pub use shutdown::ShutdownSummary;
-pub use upgrade::{Rejection, Request};
+pub use http::request::{Rejection, Request};
+pub use server::builder::{Route, Server};
+pub use server::config::{Config, ConnectRate};
+pub use server::listening::{Listening, ServerHandle};
+pub use server::metrics::{Refused, Stats};
+pub use server::shutdown::ShutdownSummary;
 
 #[doc(inline)]
 pub use wharf_macros::on;
@@ -133,15 +120,12 @@ macro_rules! handlers {
 /// What the macros' generated code uses; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handlers::{
-        reply, BoxFuture, CloseFn, Companion, ConnectFn, Event, MessageFn, Outcome, Reply, Slot,
-        UpgradeFn, Verdict,
+    pub use crate::handler::fns::{
+        BoxFuture, CloseFn, Companion, ConnectFn, Event, MessageFn, Slot, UpgradeFn,
     };
+    pub use crate::handler::returns::{reply, Outcome, Reply, Verdict};
     pub use wharf_macros::handlers;
 }
-
-/// The `http` crate's types used in the request data (`HeaderMap`, ...).
-pub use async_tungstenite::tungstenite::http;
 
 /// Compiles the README's examples as doc tests.
 #[doc = include_str!("../../README.md")]

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::join_all;
 
-use crate::close::{CloseCode, CloseOutcome};
-use crate::conn::{ConnId, Handle};
+use crate::connection::close::{CloseCode, CloseOutcome};
+use crate::connection::handle::{ConnId, Handle};
+use crate::connection::message::Message;
 use crate::error::Result;
-use crate::message::Message;
 
 /// Live connections of one server: count, look up, broadcast, close.
 ///
@@ -118,7 +118,7 @@ impl Registry {
     pub async fn close_all(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseCounts> {
         let code = code.into();
         // Validate once, so an invalid code is an error rather than N errors.
-        crate::close::validate(code, reason)?;
+        crate::connection::close::validate(code, reason)?;
         let handles = self.handles();
         let outcomes = join_all(handles.iter().map(|h| h.close(code, reason))).await;
         let mut counts = CloseCounts::default();

@@ -71,7 +71,7 @@ impl Request {
 
     /// The first value of query parameter `key`, percent-decoded.
     pub fn query(&self, key: &str) -> Option<&str> {
-        crate::handshake::query_value(&self.query, key)
+        super::query::query_value(&self.query, key)
     }
 
     /// Every query parameter in request order, percent-decoded.

@@ -1,11 +1,11 @@
 //! Server settings and their documented defaults.
 //!
 //! Plain data: reading and validating settings lives here, acting on them
-//! lives in the modules that own the behaviour (`handshake.rs`, `server.rs`, `driver.rs`).
+//! lives in the modules that own the behaviour (`http/`, `server/builder.rs`, `connection/driver.rs`).
 
 use std::time::Duration;
 
-use crate::close::CloseCode;
+use crate::connection::close::CloseCode;
 use crate::error::{Error, Result};
 
 /// Limits and timeouts of a [`Server`](crate::Server).
@@ -269,12 +269,14 @@ impl Config {
                 return fail("connect_rate needs a positive rate and a burst of at least 1");
             }
         }
-        crate::close::validate(self.shutdown_code, &self.shutdown_reason).map_err(|_| {
-            Error::Config(format!(
-                "shutdown_code {} may not be sent",
-                self.shutdown_code
-            ))
-        })?;
+        crate::connection::close::validate(self.shutdown_code, &self.shutdown_reason).map_err(
+            |_| {
+                Error::Config(format!(
+                    "shutdown_code {} may not be sent",
+                    self.shutdown_code
+                ))
+            },
+        )?;
         if let Some(path) = &self.metrics_path {
             if !path.starts_with('/') {
                 return fail("metrics_path must start with '/'");

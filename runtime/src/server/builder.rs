@@ -14,20 +14,20 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::admission::Admission;
-use crate::close::CloseCode;
-use crate::config::{Config, ConnectRate};
-use crate::driver::Limits;
+use crate::connection::close::CloseCode;
+use crate::connection::driver::Limits;
+use crate::connection::message::Bytes;
+use crate::connection::registry::Registry;
 use crate::error::{Error, Result};
 use crate::extensions::Extensions;
 use crate::handler::{DynHandler, Handler};
-use crate::listening::Listening;
-use crate::message::Bytes;
-use crate::metrics::Metrics;
-use crate::registry::Registry;
 use crate::rt;
-use crate::shutdown::{Live, Tally, Trigger};
-use crate::timers::Timers;
+use crate::server::admission::Admission;
+use crate::server::config::{Config, ConnectRate};
+use crate::server::listening::Listening;
+use crate::server::metrics::Metrics;
+use crate::server::shutdown::{Live, Tally, Trigger};
+use crate::server::timers::Timers;
 
 /// A WebSocket route: a path, its handler, and the subprotocols it speaks.
 ///

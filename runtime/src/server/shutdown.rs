@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::close::{CloseCode, CloseOutcome};
-use crate::conn::{ConnId, Handle};
+use crate::connection::close::{CloseCode, CloseOutcome};
+use crate::connection::handle::{ConnId, Handle};
 use crate::rt;
 
 /// The shutdown trigger shared by a server's handles.

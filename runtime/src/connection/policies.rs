@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::close::CloseCode;
-use crate::driver::Limits;
+use crate::connection::close::CloseCode;
+use crate::connection::driver::Limits;
 
 /// What the policy clocks decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

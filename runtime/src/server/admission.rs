@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::config::{Config, ConnectRate};
-use crate::metrics::Refused;
+use crate::server::config::{Config, ConnectRate};
+use crate::server::metrics::Refused;
 
 #[derive(Debug)]
 struct Entry {

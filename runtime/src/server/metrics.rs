@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use crate::close::{CloseCode, CloseOutcome, Initiator};
+use crate::connection::close::{CloseCode, CloseOutcome, Initiator};
 
 /// Why a socket was answered with an HTTP error instead of an upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

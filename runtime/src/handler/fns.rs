@@ -14,12 +14,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::close::Closed;
-use crate::conn::Conn;
+use crate::connection::close::Closed;
+use crate::connection::conn::Conn;
+use crate::connection::message::Message;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::message::{Bytes, Message, Utf8Bytes};
-use crate::upgrade::{Rejection, Request};
+use crate::http::request::{Rejection, Request};
 
 /// A boxed, sendable future: what the generated companions return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -221,119 +221,5 @@ impl Handler for Handlers {
             ))),
             None => Ok(()),
         }
-    }
-}
-
-/// What a `connect` or `close` handler may return: `()` or
-/// `Result<(), E>` with `E: Into<wharf::Error>`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be returned from a wharf `connect` or `close` handler",
-    label = "this return type",
-    note = "return `()` or `Result<(), E>` where `E: Into<wharf::Error>` (for example `wharf::Result<()>`)"
-)]
-pub trait Outcome {
-    /// The outcome in the runtime's terms.
-    fn into_result(self) -> Result<()>;
-}
-
-impl Outcome for () {
-    fn into_result(self) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl<E: Into<Error>> Outcome for Result<(), E> {
-    fn into_result(self) -> Result<()> {
-        self.map_err(Into::into)
-    }
-}
-
-/// What a `message` handler may return: nothing (`()`), a reply sent back on
-/// the same connection (`Message`, `String`, `&'static str`, `Vec<u8>`,
-/// `Bytes`), an `Option` of a reply (`None` sends nothing), or a `Result` of
-/// one of those with `E: Into<wharf::Error>`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be returned from a wharf `message` handler",
-    label = "this return type",
-    note = "return `()`, a reply (`Message`, `Option<Message>`, `String`, `Vec<u8>`), or a `Result` of one of those with an error that converts into `wharf::Error`"
-)]
-pub trait Reply {
-    /// The message to send back, if any, or the handler's error.
-    fn into_reply(self) -> Result<Option<Message>>;
-}
-
-impl Reply for () {
-    fn into_reply(self) -> Result<Option<Message>> {
-        Ok(None)
-    }
-}
-
-impl Reply for Message {
-    fn into_reply(self) -> Result<Option<Message>> {
-        Ok(Some(self))
-    }
-}
-
-impl<T: Reply> Reply for Option<T> {
-    fn into_reply(self) -> Result<Option<Message>> {
-        match self {
-            Some(reply) => reply.into_reply(),
-            None => Ok(None),
-        }
-    }
-}
-
-macro_rules! reply_via_message {
-    ($($ty:ty),*) => {$(
-        impl Reply for $ty {
-            fn into_reply(self) -> Result<Option<Message>> {
-                Ok(Some(Message::from(self)))
-            }
-        }
-    )*};
-}
-
-reply_via_message!(String, &'static str, Vec<u8>, Bytes, Utf8Bytes);
-
-impl<T: Reply, E: Into<Error>> Reply for Result<T, E> {
-    fn into_reply(self) -> Result<Option<Message>> {
-        self.map_err(Into::into)?.into_reply()
-    }
-}
-
-/// What an `upgrade` handler may return: `()` (accept) or
-/// `Result<(), Rejection>`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be returned from a wharf `upgrade` handler",
-    label = "this return type",
-    note = "return `()` to accept every request, or `Result<(), wharf::Rejection>` to refuse some with an HTTP status"
-)]
-pub trait Verdict {
-    /// The verdict in the runtime's terms.
-    fn into_verdict(self) -> Result<(), Rejection>;
-}
-
-impl Verdict for () {
-    fn into_verdict(self) -> Result<(), Rejection> {
-        Ok(())
-    }
-}
-
-impl Verdict for Result<(), Rejection> {
-    fn into_verdict(self) -> Result<(), Rejection> {
-        self
-    }
-}
-
-/// Sends a `message` handler's reply on its own connection. A reply to a
-/// connection that is already closing is dropped, not an error: the peer
-/// may not receive data after the Close (RFC 6455 5.5.1).
-pub async fn reply(conn: &Conn, value: impl Reply) -> Result<()> {
-    match value.into_reply()? {
-        Some(msg) => match conn.send(msg).await {
-            Err(Error::Closed) => Ok(()),
-            other => other,
-        },
-        None => Ok(()),
     }
 }

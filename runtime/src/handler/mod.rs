@@ -5,17 +5,20 @@
 //! `Arc<dyn DynHandler>`, which boxes each call's future. Nothing here runs
 //! anything: the driver decides when each method is called.
 
+pub(crate) mod fns;
+pub(crate) mod returns;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use crate::close::Closed;
-use crate::conn::Conn;
+use self::fns::BoxFuture;
+use crate::connection::close::Closed;
+use crate::connection::conn::Conn;
+use crate::connection::message::Message;
 use crate::error::{Error, Result};
-use crate::handlers::BoxFuture;
-use crate::message::Message;
-use crate::upgrade::{Rejection, Request};
+use crate::http::request::{Rejection, Request};
 
 /// The events of one route.
 ///

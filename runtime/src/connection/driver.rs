@@ -22,16 +22,16 @@ use async_tungstenite::tungstenite::Message as Frame;
 use async_tungstenite::WebSocketStream;
 use futures_util::{AsyncRead, Sink, Stream};
 
-use crate::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
-use crate::conn::Conn;
+use crate::connection::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
+use crate::connection::conn::Conn;
+use crate::connection::message::{Bytes, Message};
+use crate::connection::policies::{Policies, Verdict};
 use crate::error::{Error, Result};
+use crate::handler::fns::BoxFuture;
 use crate::handler::DynHandler;
-use crate::handlers::BoxFuture;
-use crate::message::{Bytes, Message};
-use crate::metrics::Metrics;
-use crate::policies::{Policies, Verdict};
 use crate::rt::TcpStream;
-use crate::timers::Timers;
+use crate::server::metrics::Metrics;
+use crate::server::timers::Timers;
 
 type Ws = WebSocketStream<TcpStream>;
 

@@ -14,16 +14,17 @@ use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::WebSocketStream;
 use futures_util::AsyncWriteExt;
 
-use crate::admission::Permit;
-use crate::close::{self, CloseOutcome};
-use crate::conn::{Conn, ConnId, ConnInfo, Shared};
-use crate::driver::Driver;
+use crate::connection::close::{self, CloseOutcome};
+use crate::connection::conn::Conn;
+use crate::connection::driver::Driver;
+use crate::connection::handle::{ConnId, ConnInfo, Shared};
 use crate::extensions::Extensions;
-use crate::handshake::{self as http, Head, Refusal};
-use crate::metrics::Refused;
+use crate::http::request::{Rejection, Request};
+use crate::http::{self, Head, Refusal};
 use crate::rt::{self, TcpStream};
-use crate::server::{normalize_origin, Endpoint, Inner, Page, Route};
-use crate::upgrade::{Rejection, Request};
+use crate::server::admission::Permit;
+use crate::server::builder::{normalize_origin, Endpoint, Inner, Page, Route};
+use crate::server::metrics::Refused;
 
 /// What to do with a socket once its request head is read.
 enum Decision<'a> {
@@ -92,7 +93,7 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
 
 /// Whether the request's `Origin` may connect: always when no list is
 /// configured or the request has no `Origin` (not a browser).
-fn origin_allowed(inner: &Inner, request: &http::Request) -> bool {
+fn origin_allowed(inner: &Inner, request: &http::RequestHead) -> bool {
     if inner.origins.is_empty() {
         return true;
     }

@@ -1,0 +1,27 @@
+//! The HTTP side: everything before the `101 Switching Protocols`.
+//!
+//! Inside Wharf, this folder owns the opening handshake of RFC 6455
+//! section 4: reading the request head (`head.rs`), checking it is a valid
+//! WebSocket upgrade and writing the `101` (`upgrade.rs`), every other
+//! answer the server or an upgrade handler gives instead (`response.rs`),
+//! the request as an application sees it (`request.rs`) and query-string
+//! decoding (`query.rs`). It knows nothing of connections, frames or the
+//! server: once the `101` is written the socket belongs to the connection
+//! driver.
+//!
+//! For users, this module holds the header types of the upgrade request
+//! ([`HeaderMap`] and friends, from the `http` crate).
+
+pub(crate) mod head;
+pub(crate) mod query;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod upgrade;
+
+pub(crate) use head::{read_head, Head, RequestHead};
+pub(crate) use query::parse_query;
+pub(crate) use response::{refuse, rejection, response, send_and_close, Refusal};
+pub(crate) use upgrade::{check_upgrade, switching_protocols, Upgrade};
+
+/// The `http` crate's header types, used in the request data.
+pub use async_tungstenite::tungstenite::http::{header, HeaderMap, HeaderName, HeaderValue};
