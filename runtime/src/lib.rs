@@ -70,10 +70,11 @@ pub use extensions::Extensions;
 pub use handler::fns::Handlers;
 pub use handler::Handler;
 pub use http::request::{Rejection, Request};
-pub use server::builder::{Route, Server};
+pub use server::builder::Server;
 pub use server::config::{Config, ConnectRate};
 pub use server::listening::{Listening, ServerHandle};
 pub use server::metrics::{Refused, Stats};
+pub use server::routes::Route;
 pub use server::shutdown::ShutdownSummary;
 
 #[doc(inline)]

@@ -22,16 +22,12 @@ use async_tungstenite::tungstenite::Message as Frame;
 use async_tungstenite::WebSocketStream;
 use futures_util::{AsyncRead, Sink, Stream};
 
-use crate::connection::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
-use crate::connection::conn::Conn;
-use crate::connection::message::{Bytes, Message};
-use crate::connection::policies::{Policies, Verdict};
+use super::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
+use super::conn::Conn;
+use super::message::{Bytes, Message};
+use super::policies::{Limits, Policies, Verdict};
 use crate::error::{Error, Result};
-use crate::handler::fns::BoxFuture;
-use crate::handler::DynHandler;
 use crate::rt::TcpStream;
-use crate::server::metrics::Metrics;
-use crate::server::timers::Timers;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -40,18 +36,33 @@ type Ws = WebSocketStream<TcpStream>;
 /// worker thread.
 const READ_BUDGET: u32 = 64;
 
-/// Per-connection settings the driver needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) close_timeout: Duration,
-    pub(crate) inbound_queue: usize,
-    /// Payload bytes the inbox may hold before reading pauses.
-    pub(crate) inbound_bytes: usize,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) ping_interval: Option<Duration>,
-    pub(crate) pong_timeout: Duration,
-    pub(crate) session_ttl: Option<Duration>,
-    pub(crate) send_timeout: Duration,
+/// A boxed, sendable future: a handler call in progress.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the driver asks of the application: a future for each handler
+/// call it makes. Every route handler implements it (`handler/`); the
+/// driver knows nothing of routes or of the `Handler` trait.
+pub(crate) trait Events: Send + Sync {
+    /// The `connect` handler's call, started with the driver.
+    fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>>;
+    /// The `message` handler's call for one received message.
+    fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>>;
+}
+
+/// What the driver asks of the server that runs it: a deadline service
+/// (one sweeper for every connection, `server/timers.rs`) and counters
+/// (`server/metrics.rs`).
+pub(crate) trait Host: Sync {
+    /// A key for this connection's one deadline.
+    fn deadline_key(&self) -> u64;
+    /// Wakes `waker` once `at` has passed; replaces `key`'s deadline.
+    fn set_deadline(&self, key: u64, at: Instant, waker: &Waker);
+    /// Forgets `key`'s deadline.
+    fn cancel_deadline(&self, key: u64);
+    /// Adds data messages received and written.
+    fn count_messages(&self, received: u64, sent: u64);
+    /// Counts one connection end.
+    fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome);
 }
 
 /// Where the connection is in its closing handshake.
@@ -107,12 +118,11 @@ struct End {
 
 pub(crate) struct Driver<'c> {
     conn: &'c Conn,
-    handler: &'c dyn DynHandler,
-    metrics: &'c Metrics,
-    timers: &'c Timers,
-    /// This connection's key in `timers`.
+    events: &'c dyn Events,
+    host: &'c dyn Host,
+    /// This connection's key in the host's deadlines.
     timer_key: u64,
-    /// The deadline registered in `timers`, and the waker it wakes.
+    /// The deadline registered with the host, and the waker it wakes.
     registered: Option<(Instant, Waker)>,
     policies: Policies,
     ws: Option<Ws>,
@@ -140,26 +150,24 @@ pub(crate) struct Driver<'c> {
 impl<'c> Driver<'c> {
     pub(crate) fn new(
         conn: &'c Conn,
-        handler: &'c dyn DynHandler,
-        metrics: &'c Metrics,
-        timers: &'c Timers,
+        events: &'c dyn Events,
+        host: &'c dyn Host,
         ws: Ws,
         limits: Limits,
     ) -> Self {
         let now = Instant::now();
         Driver {
             conn,
-            handler,
-            metrics,
-            timers,
-            timer_key: timers.key(),
+            events,
+            host,
+            timer_key: host.deadline_key(),
             registered: None,
             policies: Policies::new(now),
             ws: Some(ws),
             phase: Phase::Open,
             limits,
             close_at: None,
-            running: Some(handler.connect(conn)),
+            running: Some(events.connect(conn)),
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             unflushed: false,
@@ -199,7 +207,7 @@ impl<'c> Driver<'c> {
 impl Drop for Driver<'_> {
     fn drop(&mut self) {
         if self.registered.is_some() {
-            self.timers.cancel(self.timer_key);
+            self.host.cancel_deadline(self.timer_key);
         }
     }
 }
@@ -232,8 +240,8 @@ impl<'c> Driver<'c> {
         // Message counters reach the server's metrics once per poll.
         let (sent_in, sent_out) = self.reported;
         if (sent_in, sent_out) != (self.messages_in, self.messages_out) {
-            self.metrics
-                .messages(self.messages_in - sent_in, self.messages_out - sent_out);
+            self.host
+                .count_messages(self.messages_in - sent_in, self.messages_out - sent_out);
             self.reported = (self.messages_in, self.messages_out);
         }
         poll
@@ -322,7 +330,7 @@ impl<'c> Driver<'c> {
             }
             match self.next_inbound() {
                 Some(msg) => {
-                    self.running = Some(self.handler.message(self.conn, msg));
+                    self.running = Some(self.events.message(self.conn, msg));
                     progress = true;
                 }
                 None => return progress,
@@ -366,7 +374,7 @@ impl<'c> Driver<'c> {
         // seen the outcome must not find the connection still listed.
         self.conn.registry().remove(self.conn.id());
         let _ = self.conn.shared.finish(end.outcome);
-        self.metrics.closed(end.code, end.initiator, end.outcome);
+        self.host.count_close(end.code, end.initiator, end.outcome);
         log_end(
             self.conn,
             &end,
@@ -698,7 +706,7 @@ impl<'c> Driver<'c> {
     }
 
     /// Registers the earliest deadline this connection waits for (its close
-    /// timeout, or its policy clocks while open) with the server's timers,
+    /// timeout, or its policy clocks while open) with the host's deadlines,
     /// when it changed.
     fn sync_deadline(&mut self, waker: &Waker) {
         let wanted = match self.phase {
@@ -713,11 +721,11 @@ impl<'c> Driver<'c> {
         match (wanted, current) {
             (Some(at), Some((registered, true))) if at == registered => {}
             (Some(at), _) => {
-                self.timers.set(self.timer_key, at, waker);
+                self.host.set_deadline(self.timer_key, at, waker);
                 self.registered = Some((at, waker.clone()));
             }
             (None, Some(_)) => {
-                self.timers.cancel(self.timer_key);
+                self.host.cancel_deadline(self.timer_key);
                 self.registered = None;
             }
             (None, None) => {}

@@ -9,8 +9,21 @@
 
 use std::time::{Duration, Instant};
 
-use crate::connection::close::CloseCode;
-use crate::connection::driver::Limits;
+use super::close::CloseCode;
+
+/// Per-connection settings: the policies' limits and the driver's bounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) close_timeout: Duration,
+    pub(crate) inbound_queue: usize,
+    /// Payload bytes the inbox may hold before reading pauses.
+    pub(crate) inbound_bytes: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) session_ttl: Option<Duration>,
+    pub(crate) send_timeout: Duration,
+}
 
 /// What the policy clocks decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

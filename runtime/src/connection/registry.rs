@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::join_all;
 
-use crate::connection::close::{CloseCode, CloseOutcome};
-use crate::connection::handle::{ConnId, Handle};
-use crate::connection::message::Message;
+use super::close::{CloseCode, CloseOutcome};
+use super::handle::{ConnId, Handle};
+use super::message::Message;
 use crate::error::Result;
 
 /// Live connections of one server: count, look up, broadcast, close.

@@ -11,18 +11,14 @@
 //! special for it. This module never reaches the network itself.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use crate::connection::close::Closed;
 use crate::connection::conn::Conn;
+pub use crate::connection::driver::BoxFuture;
 use crate::connection::message::Message;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::http::request::{Rejection, Request};
-
-/// A boxed, sendable future: what the generated companions return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The events a handler can be attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,9 +13,9 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use self::fns::BoxFuture;
 use crate::connection::close::Closed;
 use crate::connection::conn::Conn;
+use crate::connection::driver::{BoxFuture, Events};
 use crate::connection::message::Message;
 use crate::error::{Error, Result};
 use crate::http::request::{Rejection, Request};
@@ -110,9 +110,19 @@ pub trait Handler: Send + Sync + 'static {
 pub(crate) trait DynHandler: Send + Sync {
     fn upgrade<'a>(&'a self, req: &'a Request) -> BoxFuture<'a, Result<(), Rejection>>;
     fn check(&self) -> Result<()>;
-    fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>>;
-    fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>>;
     fn close<'a>(&'a self, conn: &'a Conn, closed: &'a Closed) -> BoxFuture<'a, ()>;
+    /// The calls the connection driver makes (connect, each message).
+    fn events(&self) -> &dyn Events;
+}
+
+impl<H: Handler> Events for H {
+    fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>> {
+        Box::pin(contain(self.on_connect(conn)))
+    }
+
+    fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>> {
+        Box::pin(contain(self.on_message(conn, msg)))
+    }
 }
 
 impl<H: Handler> DynHandler for H {
@@ -132,12 +142,8 @@ impl<H: Handler> DynHandler for H {
         Handler::check(self)
     }
 
-    fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>> {
-        Box::pin(contain(self.on_connect(conn)))
-    }
-
-    fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>> {
-        Box::pin(contain(self.on_message(conn, msg)))
+    fn events(&self) -> &dyn Events {
+        self
     }
 
     fn close<'a>(&'a self, conn: &'a Conn, closed: &'a Closed) -> BoxFuture<'a, ()> {

@@ -4,8 +4,8 @@
 //! section 4: reading the request head (`head.rs`), checking it is a valid
 //! WebSocket upgrade and writing the `101` (`upgrade.rs`), every other
 //! answer the server or an upgrade handler gives instead (`response.rs`),
-//! the request as an application sees it (`request.rs`) and query-string
-//! decoding (`query.rs`). It knows nothing of connections, frames or the
+//! the request as an application sees it (`request.rs`), query-string
+//! decoding (`query.rs`) and the `Origin` check (`origin.rs`). It knows nothing of connections, frames or the
 //! server: once the `101` is written the socket belongs to the connection
 //! driver.
 //!
@@ -13,12 +13,14 @@
 //! ([`HeaderMap`] and friends, from the `http` crate).
 
 pub(crate) mod head;
+pub(crate) mod origin;
 pub(crate) mod query;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod upgrade;
 
-pub(crate) use head::{read_head, Head, RequestHead};
+pub(crate) use head::{read_head, Head};
+pub(crate) use origin::{normalize_origin, origin_allowed};
 pub(crate) use query::parse_query;
 pub(crate) use response::{refuse, rejection, response, send_and_close, Refusal};
 pub(crate) use upgrade::{check_upgrade, switching_protocols, Upgrade};

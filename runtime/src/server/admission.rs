@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::server::config::{Config, ConnectRate};
-use crate::server::metrics::Refused;
+use super::config::{Config, ConnectRate};
+use super::metrics::Refused;
 
 #[derive(Debug)]
 struct Entry {

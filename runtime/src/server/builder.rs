@@ -1,12 +1,11 @@
-//! The server under construction (routes, pages, settings) and the
-//! server-wide state its connections share once it is bound.
+//! The server under construction: routes, pages, state and settings.
 //!
-//! `bind` checks the configuration and the routes and builds that state;
-//! accepting lives in `listening.rs` and each socket's life in `serve.rs`.
-//! This module never touches a socket but the listener it binds.
+//! `bind` checks the configuration and the routes and builds the
+//! server-wide state (`state.rs`); accepting lives in `listening.rs` and
+//! each socket's life in `serve.rs`. This module never touches a socket but
+//! the listener it binds.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
@@ -14,88 +13,23 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::admission::Admission;
+use super::config::{Config, ConnectRate};
+use super::listening::Listening;
+use super::metrics::Metrics;
+use super::routes::{Endpoint, Page, Route};
+use super::shutdown::{Live, Tally, Trigger};
+use super::state::Inner;
+use super::timers::Timers;
 use crate::connection::close::CloseCode;
-use crate::connection::driver::Limits;
 use crate::connection::message::Bytes;
+use crate::connection::policies::Limits;
 use crate::connection::registry::Registry;
 use crate::error::{Error, Result};
 use crate::extensions::Extensions;
-use crate::handler::{DynHandler, Handler};
+use crate::handler::Handler;
+use crate::http::normalize_origin;
 use crate::rt;
-use crate::server::admission::Admission;
-use crate::server::config::{Config, ConnectRate};
-use crate::server::listening::Listening;
-use crate::server::metrics::Metrics;
-use crate::server::shutdown::{Live, Tally, Trigger};
-use crate::server::timers::Timers;
-
-/// A WebSocket route: a path, its handler, and the subprotocols it speaks.
-///
-/// # Examples
-///
-/// ```
-/// use wharf::{Handler, Route, Server};
-///
-/// struct Chat;
-/// impl Handler for Chat {}
-///
-/// let server = Server::new().mount(Route::new("/chat", Chat).subprotocols(["chat.v2", "chat.v1"]));
-/// # drop(server);
-/// ```
-pub struct Route {
-    pub(crate) path: String,
-    pub(crate) handler: Arc<dyn DynHandler>,
-    pub(crate) subprotocols: Vec<String>,
-}
-
-impl fmt::Debug for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Route")
-            .field("path", &self.path)
-            .field("subprotocols", &self.subprotocols)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Route {
-    /// A route serving `handler` at exactly `path` (no prefix matching; the
-    /// query string is ignored when matching).
-    pub fn new(path: impl Into<String>, handler: impl Handler) -> Self {
-        Route {
-            path: path.into(),
-            handler: Arc::new(handler),
-            subprotocols: Vec::new(),
-        }
-    }
-
-    /// Subprotocols this route accepts. The handshake picks the first one in
-    /// the client's `Sec-WebSocket-Protocol` list that appears here; with
-    /// none in common the upgrade proceeds without a subprotocol (RFC 6455
-    /// 4.2.2) and [`Conn::subprotocol`](crate::Conn::subprotocol) is `None`.
-    pub fn subprotocols<I, S>(mut self, protocols: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.subprotocols = protocols.into_iter().map(Into::into).collect();
-        self
-    }
-}
-
-/// A fixed HTTP response served on a path (for example the page of a chat
-/// example). Wharf is not an HTTP framework: pages answer `GET` and `HEAD`
-/// with `200` and `Connection: close`, anything else with 405.
-#[derive(Debug, Clone)]
-pub(crate) struct Page {
-    pub(crate) content_type: String,
-    pub(crate) body: Bytes,
-}
-
-#[derive(Debug)]
-pub(crate) enum Endpoint {
-    Ws(Arc<Route>),
-    Page(Page),
-}
 
 /// A WebSocket server under construction: routes and settings.
 ///
@@ -405,37 +339,6 @@ impl Server {
         tracing::info!(addr = %local_addr, "wharf listening");
         Ok(Listening::new(listener, local_addr, inner))
     }
-}
-
-/// Server-wide state shared by every connection task.
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) limits: Limits,
-    pub(crate) ws_config: WebSocketConfig,
-    pub(crate) endpoints: HashMap<String, Endpoint>,
-    pub(crate) fallback: Option<Arc<Route>>,
-    pub(crate) registry: Registry,
-    pub(crate) next_id: AtomicU64,
-    pub(crate) state: Arc<Extensions>,
-    pub(crate) admission: Arc<Admission>,
-    /// `allowed_origins`, normalized.
-    pub(crate) origins: Vec<String>,
-    pub(crate) metrics: Metrics,
-    pub(crate) trigger: Trigger,
-    /// Connection tasks, for the drain.
-    pub(crate) live: Live,
-    /// Every connection's deadlines.
-    pub(crate) timers: Arc<Timers>,
-    /// How connections ended during a drain.
-    pub(crate) tally: Tally,
-    /// Refusal responses being written at accept time; see `refuse_early`.
-    pub(crate) refusing: AtomicUsize,
-}
-
-/// Lower case, without a trailing slash: how origins are compared.
-pub(crate) fn normalize_origin(origin: &str) -> String {
-    origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 fn check_route(path: &str, route: &Route) -> Result<()> {

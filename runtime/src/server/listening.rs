@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use futures_util::future::{self, Either};
 
+use super::metrics::{Refused, Stats};
+use super::serve::serve;
+use super::shutdown::{self, ShutdownSummary};
+use super::state::Inner;
 use crate::connection::close;
 use crate::connection::registry::Registry;
 use crate::error::Result;
 use crate::http::{self, Refusal};
 use crate::rt::{self, TcpListener, TcpStream};
-use crate::server::builder::Inner;
-use crate::server::metrics::{Refused, Stats};
-use crate::server::serve::serve;
-use crate::server::shutdown::{self, ShutdownSummary};
 
 /// A bound server, ready to [`run`](Self::run).
 #[derive(Debug)]

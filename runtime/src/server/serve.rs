@@ -14,6 +14,10 @@ use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::WebSocketStream;
 use futures_util::AsyncWriteExt;
 
+use super::admission::Permit;
+use super::metrics::Refused;
+use super::routes::{Endpoint, Page, Route};
+use super::state::Inner;
 use crate::connection::close::{self, CloseOutcome};
 use crate::connection::conn::Conn;
 use crate::connection::driver::Driver;
@@ -22,9 +26,6 @@ use crate::extensions::Extensions;
 use crate::http::request::{Rejection, Request};
 use crate::http::{self, Head, Refusal};
 use crate::rt::{self, TcpStream};
-use crate::server::admission::Permit;
-use crate::server::builder::{normalize_origin, Endpoint, Inner, Page, Route};
-use crate::server::metrics::Refused;
 
 /// What to do with a socket once its request head is read.
 enum Decision<'a> {
@@ -68,7 +69,7 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
         Ok(upgrade) => upgrade,
         Err(refusal) => return Some(Decision::Refuse(refusal)),
     };
-    if !origin_allowed(inner, &request) {
+    if !http::origin_allowed(&inner.origins, &request.headers) {
         return Some(Decision::Refuse(Refusal::Forbidden));
     }
     if inner.trigger.is_fired() {
@@ -89,23 +90,6 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
         state: Arc::clone(&inner.state),
     });
     Some(Decision::Upgrade(route, request, upgrade, rest))
-}
-
-/// Whether the request's `Origin` may connect: always when no list is
-/// configured or the request has no `Origin` (not a browser).
-fn origin_allowed(inner: &Inner, request: &http::RequestHead) -> bool {
-    if inner.origins.is_empty() {
-        return true;
-    }
-    let mut origins = request.headers.get_all("origin").iter();
-    match (origins.next(), origins.next()) {
-        (None, _) => true,
-        (Some(origin), None) => origin
-            .to_str()
-            .is_ok_and(|o| inner.origins.contains(&normalize_origin(o))),
-        // Two Origin headers: no browser sends that.
-        (Some(_), Some(_)) => false,
-    }
 }
 
 /// The metric a refusal before the upgrade is counted under.
@@ -261,15 +245,8 @@ fn connection_task(
         // The permit holds the socket's place in the limits until the end.
         let _permit = permit;
         let guard = Release(&inner, &conn);
-        let (closed, dropped) = Driver::new(
-            &conn,
-            &*route.handler,
-            &inner.metrics,
-            &inner.timers,
-            ws,
-            inner.limits,
-        )
-        .await;
+        let (closed, dropped) =
+            Driver::new(&conn, route.handler.events(), &*inner, ws, inner.limits).await;
         if inner.trigger.is_fired() {
             inner.tally.record(closed.outcome, dropped);
         }

@@ -1,0 +1,71 @@
+//! The server-wide state every connection task shares once a server is
+//! bound, and the services it gives each connection's driver (deadlines,
+//! counters). Built by `builder.rs`; this module never touches a socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::admission::Admission;
+use super::config::Config;
+use super::metrics::Metrics;
+use super::routes::{Endpoint, Route};
+use super::shutdown::{Live, Tally, Trigger};
+use super::timers::Timers;
+use crate::connection::close::{CloseCode, CloseOutcome, Initiator};
+use crate::connection::driver::Host;
+use crate::connection::policies::Limits;
+use crate::connection::registry::Registry;
+use crate::extensions::Extensions;
+
+/// Server-wide state shared by every connection task.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) limits: Limits,
+    pub(crate) ws_config: WebSocketConfig,
+    pub(crate) endpoints: HashMap<String, Endpoint>,
+    pub(crate) fallback: Option<Arc<Route>>,
+    pub(crate) registry: Registry,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) state: Arc<Extensions>,
+    pub(crate) admission: Arc<Admission>,
+    /// `allowed_origins`, normalized.
+    pub(crate) origins: Vec<String>,
+    pub(crate) metrics: Metrics,
+    pub(crate) trigger: Trigger,
+    /// Connection tasks, for the drain.
+    pub(crate) live: Live,
+    /// Every connection's deadlines.
+    pub(crate) timers: Arc<Timers>,
+    /// How connections ended during a drain.
+    pub(crate) tally: Tally,
+    /// Refusal responses being written at accept time; see `refuse_early`.
+    pub(crate) refusing: AtomicUsize,
+}
+
+impl Host for Inner {
+    fn deadline_key(&self) -> u64 {
+        self.timers.key()
+    }
+
+    fn set_deadline(&self, key: u64, at: Instant, waker: &Waker) {
+        self.timers.set(key, at, waker);
+    }
+
+    fn cancel_deadline(&self, key: u64) {
+        self.timers.cancel(key);
+    }
+
+    fn count_messages(&self, received: u64, sent: u64) {
+        self.metrics.messages(received, sent);
+    }
+
+    fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome) {
+        self.metrics.closed(code, initiator, outcome);
+    }
+}
