@@ -144,7 +144,7 @@ pub fn app(options: &Options) -> ws::Server {
         server = server.idle_timeout(limit);
     }
     if let Some(interval) = options.ping_interval {
-        server = server.heartbeat(interval, ws::Config::default().pong_timeout);
+        server = server.ping_interval(interval);
     }
     if let Some(limit) = options.pong_timeout {
         server = server.pong_timeout(limit);

@@ -34,7 +34,7 @@ async fn strict_refuses_a_missing_or_wrong_token_with_401_and_no_upgrade() {
     // Nothing was upgraded, so nothing was counted as open or closed.
     let stats = server.handle.stats();
     assert_eq!(stats.active, 0);
-    assert!(stats.closed.is_empty(), "{stats:?}");
+    assert!(stats.closes.is_empty(), "{stats:?}");
 }
 
 #[async_std::test]

@@ -12,7 +12,7 @@
 //!         let e1 = <__WharfHandler1 as Companion>::EVENT;
 //!         if e0.same(e1) { panic!("`a` and `b` are both `connect` handlers ...") }
 //!     };
-//!     $crate::Handlers::new().on(__WharfHandler0 {}).on(__WharfHandler1 {})
+//!     $crate::HandlerFns::new().on(__WharfHandler0 {}).on(__WharfHandler1 {})
 //! }
 //! ```
 //!
@@ -125,7 +125,7 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             #errors
             #(type #aliases = #paths;)*
             #duplicate_check
-            #krate::Handlers::new() #(#adds)*
+            #krate::HandlerFns::new() #(#adds)*
         }
     })
 }

@@ -217,7 +217,7 @@ pub fn on(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `wharf::handlers![a, b]` calls this as `handlers!($crate; a, b)` (the
 /// runtime's path, then the listed paths) and gets an expression building a
-/// `wharf::Handlers` from the companions of `a` and `b`, preceded by
+/// `wharf::HandlerFns` from the companions of `a` and `b`, preceded by
 /// compile-time checks that no two of them handle the same event.
 #[proc_macro]
 pub fn handlers(input: TokenStream) -> TokenStream {

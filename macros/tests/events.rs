@@ -17,7 +17,7 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use async_tungstenite::WebSocketStream;
 use futures_util::StreamExt;
-use wharf::{CloseCode, Closed, Conn, Error, Handlers, Message, Rejection, Request, Server};
+use wharf::{CloseCode, Closed, Conn, Error, HandlerFns, Message, Rejection, Request, Server};
 
 /// The longest any single step may take.
 const STEP: Duration = Duration::from_secs(10);
@@ -209,18 +209,18 @@ async fn reply_option(_conn: &Conn, msg: Message) -> Option<Message> {
 }
 
 #[derive(Debug)]
-struct Refused;
+struct RejectReason;
 
-impl From<Refused> for Error {
-    fn from(_: Refused) -> Self {
+impl From<RejectReason> for Error {
+    fn from(_: RejectReason) -> Self {
         Error::handler("refused")
     }
 }
 
 #[wharf::on("message")]
-async fn reply_or_fail(_conn: &Conn, msg: Message) -> Result<&'static str, Refused> {
+async fn reply_or_fail(_conn: &Conn, msg: Message) -> Result<&'static str, RejectReason> {
     match msg.as_text() {
-        Some("fail") => Err(Refused),
+        Some("fail") => Err(RejectReason),
         _ => Ok("fine"),
     }
 }
@@ -324,15 +324,19 @@ async fn annotated_functions_stay_callable() {
 
 #[async_std::test]
 async fn two_connect_handlers_built_by_hand_fail_bind() {
-    let handlers = Handlers::new().on(require_token {}).on(welcome {});
+    let handlers = HandlerFns::new().on(require_token {}).on(welcome {});
     let err = within(
         "bind",
         Server::new().route("/", handlers).bind("127.0.0.1:0"),
     )
     .await
     .expect_err("two connect handlers on one route");
-    let Error::Config(why) = &err else {
-        panic!("expected Error::Config, got {err:?}");
+    let Error::Config {
+        setting: "route",
+        reason: why,
+    } = &err
+    else {
+        panic!("expected Error::Config for the route, got {err:?}");
     };
     assert!(
         why.contains("require_token") && why.contains("welcome") && why.contains("connect"),

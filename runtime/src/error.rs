@@ -11,12 +11,22 @@ use std::io;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong.
+///
+/// # Examples
+///
+/// ```
+/// use wharf::Error;
+///
+/// let err = Error::handler("the database is down");
+/// assert_eq!(err.to_string(), "handler error: the database is down");
+/// assert!(matches!(Error::InvalidCloseCode(1006), Error::InvalidCloseCode(1006)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The connection is closing or closed: nothing more can be sent on it.
     /// The connection is not usable; the close handler runs (or has run).
-    Closed,
+    ConnectionClosed,
     /// The send queue is full (only from the non-waiting `try_send`). The
     /// connection is still usable; the message was not queued.
     QueueFull,
@@ -24,9 +34,24 @@ pub enum Error {
     /// 1015, below 1000, 1016-2999, 5000 and above). Nothing was sent; the
     /// connection is still open.
     InvalidCloseCode(u16),
-    /// The server's configuration is inconsistent (for example two routes for
-    /// one path). Returned by [`Server::bind`](crate::Server::bind).
-    Config(String),
+    /// A setting of the server cannot work, or two routes claim one path.
+    /// Returned by [`Server::bind`](crate::Server::bind) before anything is
+    /// bound.
+    Config {
+        /// The setting, as its setter on [`Server`](crate::Server) is named
+        /// (`"send_queue"`, `"upgrade_timeout"`, ...), or `"route"` for a
+        /// problem with the routes.
+        setting: &'static str,
+        /// What is wrong with it and what would work.
+        reason: String,
+    },
+    /// A message was not the JSON a handler asked for (only with the `json`
+    /// feature): the peer's data, not a bug in the server. A handler that
+    /// returns it closes the connection with 1007 "Invalid JSON"; to answer
+    /// in another way, match on the result of
+    /// [`Message::json`](crate::Message::json) instead of using `?`.
+    #[cfg(feature = "json")]
+    InvalidJson(crate::connection::message::JsonError),
     /// An I/O error from the listener (binding or accepting).
     Io(io::Error),
     /// An error raised by a handler; the connection is closed with 1011.
@@ -35,15 +60,32 @@ pub enum Error {
 
 impl Error {
     /// Wraps any error raised by application code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn load(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     let user = conn.query("user").ok_or_else(|| wharf::Error::handler("no user"))?;
+    ///     conn.send(format!("hello {user}")).await
+    /// }
+    /// ```
     pub fn handler(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         Error::Handler(err.into())
+    }
+
+    /// A configuration error for `setting`.
+    pub(crate) fn config(setting: &'static str, reason: impl Into<String>) -> Self {
+        Error::Config {
+            setting,
+            reason: reason.into(),
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Closed => f.write_str("the connection is closed"),
+            Error::ConnectionClosed => f.write_str("the connection is closed"),
             Error::QueueFull => f.write_str("the connection's send queue is full"),
             Error::InvalidCloseCode(code) => {
                 write!(
@@ -51,7 +93,11 @@ impl fmt::Display for Error {
                     "close code {code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)"
                 )
             }
-            Error::Config(why) => write!(f, "invalid server configuration: {why}"),
+            Error::Config { setting, reason } => {
+                write!(f, "invalid server configuration: `{setting}`: {reason}")
+            }
+            #[cfg(feature = "json")]
+            Error::InvalidJson(err) => write!(f, "invalid JSON message: {err}"),
             Error::Io(err) => write!(f, "i/o error: {err}"),
             Error::Handler(err) => write!(f, "handler error: {err}"),
         }
@@ -63,6 +109,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io(err) => Some(err),
             Error::Handler(err) => Some(&**err),
+            #[cfg(feature = "json")]
+            Error::InvalidJson(err) => Some(err),
             _ => None,
         }
     }

@@ -60,27 +60,31 @@ pub mod http;
 mod rt;
 mod server;
 
-pub use connection::close::{CloseCode, CloseOutcome, Closed, Initiator, MAX_REASON_BYTES};
+pub use connection::close::{
+    CloseCode, CloseOutcome, CloseSummary, Closed, Initiator, MAX_REASON_BYTES,
+};
 pub use connection::conn::Conn;
-pub use connection::handle::{ConnId, Handle};
-pub use connection::message::{Bytes, Message, Utf8Bytes};
-pub use connection::registry::{CloseCounts, Registry};
+pub use connection::handle::{ConnId, Handle, ParseConnIdError};
+pub use connection::message::{Bytes, Message, Text};
+#[cfg(feature = "json")]
+pub use connection::message::{Json, JsonError};
+pub use connection::registry::Registry;
 pub use error::{Error, Result};
 pub use extensions::Extensions;
-pub use handler::fns::Handlers;
+pub use handler::fns::HandlerFns;
 pub use handler::Handler;
-pub use http::request::{Rejection, Request};
+pub use http::request::Request;
+pub use http::response::{RejectReason, Rejection};
 pub use server::builder::Server;
-pub use server::config::{Config, ConnectRate};
+pub use server::config::ConnectRate;
 pub use server::listening::{Listening, ServerHandle};
-pub use server::metrics::{Refused, Stats};
+pub use server::metrics::Stats;
 pub use server::routes::Route;
-pub use server::shutdown::ShutdownSummary;
 
 #[doc(inline)]
 pub use wharf_macros::on;
 
-/// Builds a route's [`Handlers`] from functions annotated with
+/// Builds a route's [`HandlerFns`] from functions annotated with
 /// [`#[on]`](on): `handlers![join, echo, left]`.
 ///
 /// Each name is a function annotated with `#[wharf::on("...")]` (a path

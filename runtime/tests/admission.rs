@@ -21,7 +21,7 @@ use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use socket2::{Domain, Protocol, Socket, Type};
 use support::*;
-use wharf::{ConnectRate, Handler, Refused, Rejection, Request, Server};
+use wharf::{ConnectRate, Handler, RejectReason, Rejection, Request, Server};
 
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -169,8 +169,8 @@ async fn connections_beyond_the_rate_are_refused_with_429_per_ip() {
     recorded.assert_all_closed().await;
     assert_eq!(recorded.tally.connects(), 4);
     let stats = running.handle.stats();
-    assert_eq!(stats.refused, vec![(Refused::RateLimited, 2)]);
-    assert_eq!(stats.refused(Refused::RateLimited), 2);
+    assert_eq!(stats.rejections, vec![(RejectReason::RateLimited, 2)]);
+    assert_eq!(stats.rejected(RejectReason::RateLimited), 2);
     assert_eq!(stats.accepted, 6);
 }
 
@@ -196,8 +196,8 @@ async fn connections_beyond_the_per_ip_limit_are_refused_with_429() {
     close_client(other).await;
 
     assert_eq!(
-        running.handle.stats().refused,
-        vec![(Refused::PerIpLimit, 1 + retries)]
+        running.handle.stats().rejections,
+        vec![(RejectReason::PerIpLimit, 1 + retries)]
     );
 }
 
@@ -220,8 +220,8 @@ async fn connections_beyond_max_connections_are_refused_with_503() {
     peer.close_cleanly().await;
 
     assert_eq!(
-        running.handle.stats().refused,
-        vec![(Refused::MaxConnections, 2 + retries)]
+        running.handle.stats().rejections,
+        vec![(RejectReason::MaxConnections, 2 + retries)]
     );
     eventually("one connection left", || running.handle.stats().active == 1).await;
 }
@@ -251,7 +251,7 @@ async fn only_allowed_origins_may_upgrade() {
         RawPeer::upgraded(stream).close_cleanly().await;
     }
 
-    // Refused: another host, another port, two Origin headers.
+    // RejectReason: another host, another port, two Origin headers.
     for headers in [
         &[("Origin", "http://b.example")][..],
         &[("Origin", "http://a.example:8080")][..],
@@ -267,7 +267,10 @@ async fn only_allowed_origins_may_upgrade() {
 
     recorded.assert_all_closed().await;
     assert_eq!(recorded.tally.connects(), 3);
-    assert_eq!(running.handle.stats().refused, vec![(Refused::Origin, 3)]);
+    assert_eq!(
+        running.handle.stats().rejections,
+        vec![(RejectReason::Origin, 3)]
+    );
 }
 
 /// Lets in only requests with `?token=secret`.
@@ -331,8 +334,8 @@ async fn the_upgrade_handler_refuses_with_its_own_status() {
     // The refused requests never reached the connect handler.
     assert_eq!(connects.load(Ordering::SeqCst), 1);
     assert_eq!(
-        running.handle.stats().refused,
-        vec![(Refused::Rejected, 3), (Refused::NotFound, 1)]
+        running.handle.stats().rejections,
+        vec![(RejectReason::Handler, 3), (RejectReason::NotFound, 1)]
     );
 }
 
@@ -360,7 +363,10 @@ async fn a_refused_address_does_not_delay_others() {
     close_client(other).await;
     close_client(first).await;
     recorded.assert_all_closed().await;
-    assert_eq!(running.handle.stats().refused(Refused::RateLimited), 21);
+    assert_eq!(
+        running.handle.stats().rejected(RejectReason::RateLimited),
+        21
+    );
 }
 
 #[async_std::test]
@@ -384,7 +390,7 @@ async fn the_rate_refills_over_time() {
     peer.close_cleanly().await;
     close_client(first).await;
     assert_eq!(
-        running.handle.stats().refused,
-        vec![(Refused::RateLimited, 1 + retries)]
+        running.handle.stats().rejections,
+        vec![(RejectReason::RateLimited, 1 + retries)]
     );
 }

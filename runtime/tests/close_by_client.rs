@@ -384,9 +384,9 @@ async fn close_after_the_peer_closed_returns_the_final_outcome() {
 
     assert!(!handle.is_open());
     let sent = within("send after close", handle.send(Message::text("too late"))).await;
-    assert!(matches!(sent, Err(Error::Closed)), "{sent:?}");
+    assert!(matches!(sent, Err(Error::ConnectionClosed)), "{sent:?}");
     let sent = handle.try_send(Message::text("too late"));
-    assert!(matches!(sent, Err(Error::Closed)), "{sent:?}");
+    assert!(matches!(sent, Err(Error::ConnectionClosed)), "{sent:?}");
     // An unsendable code is still refused first.
     let refused = within_for(PROMPT, "invalid close", handle.close(1006, "")).await;
     assert!(
@@ -406,5 +406,5 @@ async fn close_after_the_stream_dropped_returns_peer_gone() {
         .expect("a valid code");
     assert_eq!(outcome, CloseOutcome::PeerGone);
     let sent = within("send after the drop", handle.text("anyone?")).await;
-    assert!(matches!(sent, Err(Error::Closed)), "{sent:?}");
+    assert!(matches!(sent, Err(Error::ConnectionClosed)), "{sent:?}");
 }

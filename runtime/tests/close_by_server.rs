@@ -249,11 +249,11 @@ async fn close_from_another_task_via_a_handle_completes_the_handshake() {
             handle.send(Message::text("late"))
         )
         .await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     assert!(matches!(
         handle.try_send(Message::text("late")),
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     eventually("registry forgets the connection", || {
         server.registry.get(id).is_none()
@@ -357,7 +357,7 @@ async fn close_from_a_handle_while_a_handler_is_blocked_completes() {
     gate.send(()).await.unwrap();
     let result = expect_event!(&events, Event::SentAfterClose(result) => result);
     assert!(
-        matches!(result, Err(Error::Closed)),
+        matches!(result, Err(Error::ConnectionClosed)),
         "send after close: {result:?}"
     );
     let (_, closed, _) = closed_event(&events).await;

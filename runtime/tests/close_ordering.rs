@@ -193,19 +193,19 @@ async fn sends_fail_with_closed_once_close_has_begun() {
 
     assert!(matches!(
         within("send", handle.send(Message::text("a"))).await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     assert!(matches!(
         handle.try_send(Message::text("b")),
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     assert!(matches!(
         within("text", handle.text("c")).await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     assert!(matches!(
         within("binary", handle.binary(vec![1u8])).await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
 
     // Nothing of the refused messages reached the wire.
@@ -218,7 +218,7 @@ async fn sends_fail_with_closed_once_close_has_begun() {
     // Still refused after the end.
     assert!(matches!(
         within("send after the end", handle.send(Message::text("d"))).await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     assert_eq!(closed_event(&events).await.messages_out, 0);
 }
@@ -237,7 +237,10 @@ async fn sends_inside_a_handler_fail_once_its_close_has_begun() {
     let sends = expect_event!(&events, Event::SendsDuringClose(sends) => sends);
     assert_eq!(sends.len(), 4);
     for (i, sent) in sends.iter().enumerate() {
-        assert!(matches!(sent, Err(Error::Closed)), "send {i}: {sent:?}");
+        assert!(
+            matches!(sent, Err(Error::ConnectionClosed)),
+            "send {i}: {sent:?}"
+        );
     }
     assert_eq!(outcome_event(&events).await.unwrap(), CloseOutcome::Clean);
     assert_eq!(closed_event(&events).await.messages_out, 0);

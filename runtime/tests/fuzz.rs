@@ -29,8 +29,8 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use support::*;
 use wharf::{
-    CloseCode, CloseOutcome, Config, Conn, ConnectRate, Error, Handle, Handler, Initiator, Message,
-    Server, MAX_REASON_BYTES,
+    CloseCode, CloseOutcome, Conn, ConnectRate, Error, Handle, Handler, Initiator, Message, Server,
+    MAX_REASON_BYTES,
 };
 
 // ---- running properties ----
@@ -234,7 +234,7 @@ async fn head_server() -> (TestServer, Recorded) {
     let (echo, recorded) = recording_echo();
     let server = start(
         Server::new()
-            .handshake_timeout(HANDSHAKE_TIMEOUT)
+            .upgrade_timeout(HANDSHAKE_TIMEOUT)
             .route("/ws", echo)
             .page("/page", "text/plain", "page"),
     )
@@ -776,7 +776,7 @@ fn any_size() -> BoxedStrategy<usize> {
 /// itself, and the server's policies.
 #[derive(Debug, Clone)]
 struct Settings {
-    handshake_timeout: Duration,
+    upgrade_timeout: Duration,
     close_timeout: Duration,
     max_message_size: usize,
     max_frame_size: usize,
@@ -851,25 +851,41 @@ impl Policies {
         }
     }
 
-    fn apply(&self, config: &mut Config) {
-        config.idle_timeout = self.idle_timeout;
-        config.ping_interval = self.ping_interval;
-        config.pong_timeout = self.pong_timeout;
-        config.session_ttl = self.session_ttl;
-        config.send_timeout = self.send_timeout;
-        config.max_connections = self.max_connections;
-        config.max_connections_per_ip = self.max_connections_per_ip;
-        config.connect_rate = self
-            .connect_rate
-            .map(|(per_second, burst)| ConnectRate::new(per_second, burst));
-        config.allowed_origins = self.allowed_origins.clone();
-        config.shutdown_code = CloseCode::from(self.shutdown_code);
-        config.shutdown_reason = self.shutdown_reason.clone();
-        config.drain_timeout = self.drain_timeout;
-        config.metrics_path = self.metrics_path.clone();
+    /// Sets every policy through its setter on `server`.
+    fn apply(&self, mut server: Server) -> Server {
+        if let Some(idle) = self.idle_timeout {
+            server = server.idle_timeout(idle);
+        }
+        server = match self.ping_interval {
+            Some(interval) => server.heartbeat(interval, self.pong_timeout),
+            None => server.no_heartbeat().pong_timeout(self.pong_timeout),
+        };
+        if let Some(ttl) = self.session_ttl {
+            server = server.session_ttl(ttl);
+        }
+        server = server.send_timeout(self.send_timeout);
+        if let Some(max) = self.max_connections {
+            server = server.max_connections(max);
+        }
+        if let Some(max) = self.max_connections_per_ip {
+            server = server.max_connections_per_ip(max);
+        }
+        if let Some((per_second, burst)) = self.connect_rate {
+            server = server.connect_rate(ConnectRate::new(per_second, burst));
+        }
+        for origin in &self.allowed_origins {
+            server = server.allow_origin(origin.clone());
+        }
+        server = server
+            .shutdown_close(self.shutdown_code, &self.shutdown_reason)
+            .drain_timeout(self.drain_timeout);
+        if let Some(path) = &self.metrics_path {
+            server = server.metrics(path.clone());
+        }
+        server
     }
 
-    /// Policies `Config` documents as unworkable.
+    /// Policies the setters document as unworkable.
     fn documented_invalid(&self) -> bool {
         let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
         zero(self.idle_timeout)
@@ -888,7 +904,9 @@ impl Policies {
                 .metrics_path
                 .as_ref()
                 .is_some_and(|p| !p.starts_with('/'))
-            || self.allowed_origins.iter().any(|o| !o.contains("://"))
+            // Not even a scheme: never an origin. (Other strings may be
+            // refused too; the test only checks that these always are.)
+            || self.allowed_origins.iter().any(|o| !o.contains(':'))
     }
 }
 
@@ -958,27 +976,31 @@ fn workable_policies() -> impl Strategy<Value = Policies> {
 }
 
 impl Settings {
-    fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.handshake_timeout = self.handshake_timeout;
-        config.close_timeout = self.close_timeout;
-        config.max_message_size = self.max_message_size;
-        config.max_frame_size = self.max_frame_size;
-        config.max_request_bytes = self.max_request_bytes;
-        config.send_queue = self.send_queue;
-        config.inbound_queue = self.inbound_queue;
-        config.read_buffer_size = self.read_buffer_size;
-        self.policies.apply(&mut config);
-        config
+    /// A server with every setting set through its setter.
+    fn server(&self) -> Server {
+        let server = Server::new()
+            .upgrade_timeout(self.upgrade_timeout)
+            .close_timeout(self.close_timeout)
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_frame_size)
+            .max_request_bytes(self.max_request_bytes)
+            .send_queue(self.send_queue)
+            .inbound_queue(self.inbound_queue)
+            .read_buffer_size(self.read_buffer_size);
+        self.policies.apply(server)
     }
 
-    /// Settings `Config` documents as unworkable.
+    /// Settings the setters document as unworkable.
     fn documented_invalid(&self) -> bool {
         self.send_queue == 0
             || self.inbound_queue == 0
             || self.read_buffer_size == 0
             || self.max_request_bytes < 256
-            || self.handshake_timeout.is_zero()
+            || self.read_buffer_size > 16 << 20
+            || self.max_message_size == 0
+            || self.max_frame_size == 0
+            || self.max_request_bytes > 1 << 20
+            || self.upgrade_timeout.is_zero()
             || self.close_timeout.is_zero()
             || self.policies.documented_invalid()
     }
@@ -1004,7 +1026,7 @@ fn settings(
         policies,
     )
         .prop_map(|(ht, ct, mm, mf, mr, sq, iq, rb, policies)| Settings {
-            handshake_timeout: ht,
+            upgrade_timeout: ht,
             close_timeout: ct,
             max_message_size: mm,
             max_frame_size: mf,
@@ -1016,8 +1038,9 @@ fn settings(
         })
 }
 
-/// Any values: `bind` either binds or fails with `Error::Config` (always for
-/// the settings `Config` documents as unworkable), and never panics.
+/// Any values: `bind` either binds or fails with `Error::Config` naming the
+/// setting (always for the settings documented as unworkable), and never
+/// panics.
 #[test]
 fn any_config_binds_or_is_refused_with_a_config_error() {
     install_panic_detector();
@@ -1033,10 +1056,7 @@ fn any_config_binds_or_is_refused_with_a_config_error() {
         block_on(async {
             let result = within(
                 "bind",
-                Server::new()
-                    .config(settings.config())
-                    .route("/", Silent)
-                    .bind("127.0.0.1:0"),
+                settings.server().route("/", Silent).bind("127.0.0.1:0"),
             )
             .await;
             match result {
@@ -1044,7 +1064,9 @@ fn any_config_binds_or_is_refused_with_a_config_error() {
                     assert!(!settings.documented_invalid(), "bound with {settings:?}");
                     drop(listening);
                 }
-                Err(Error::Config(why)) => assert!(!why.is_empty()),
+                Err(Error::Config { setting, reason }) => {
+                    assert!(!setting.is_empty() && !reason.is_empty())
+                }
                 Err(other) => panic!("{settings:?} gave {other:?}"),
             }
         })
@@ -1081,7 +1103,7 @@ fn workable_configs_serve() {
     );
     check(64, strategy, |(settings, len)| {
         block_on(async {
-            let (server, recorded) = echo_server(Server::new().config(settings.config())).await;
+            let (server, recorded) = echo_server(settings.server()).await;
             let limit = settings.max_message_size.min(settings.max_frame_size);
             let len = len % limit.saturating_add(1).min(4097);
             let (mut peer, _handle) = raw_connection(&server, &recorded, "/").await;
@@ -1109,7 +1131,7 @@ fn workable_configs_serve() {
     });
 }
 
-/// `read_buffer_size` has no upper bound in `Config::validate`, and
+/// `read_buffer_size` once had no upper bound in the server's checks, and
 /// tungstenite reserves the whole buffer when a connection is upgraded: a
 /// server configured with 1 TiB binds, then aborts the process ("memory
 /// allocation of 1099511627776 bytes failed") on its first connection
@@ -1120,15 +1142,13 @@ fn a_huge_read_buffer_is_refused_or_served() {
     install_panic_detector();
     block_on(async {
         for size in [1usize << 40, usize::MAX] {
-            let mut config = Config::default();
-            config.read_buffer_size = size;
             let (echo, recorded) = recording_echo();
             let bound = Server::new()
-                .config(config)
+                .read_buffer_size(size)
                 .route("/", echo)
                 .bind("127.0.0.1:0");
             match within("bind", bound).await {
-                Err(Error::Config(_)) => continue,
+                Err(Error::Config { .. }) => continue,
                 Err(other) => panic!("{other:?}"),
                 Ok(listening) => {
                     let addr = listening.local_addr();

@@ -17,7 +17,9 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use support::*;
-use wharf::{CloseOutcome, Closed, Conn, Handle, Handler, Initiator, Message, Refused, Server};
+use wharf::{
+    CloseOutcome, Closed, Conn, Handle, Handler, Initiator, Message, RejectReason, Server,
+};
 
 /// How far past the drain deadline `run()` may return: a correctness bound
 /// (the deadline was honoured, nothing waited for a longer timeout), not a
@@ -95,7 +97,8 @@ async fn start_draining(drain: Duration) -> (Running, Counted) {
     start_counted(
         Server::new()
             .close_timeout(Duration::from_secs(30))
-            .shutdown(1001, "Going away", drain),
+            .shutdown_close(1001, "Going away")
+            .drain_timeout(drain),
         Duration::ZERO,
     )
     .await
@@ -180,7 +183,7 @@ async fn assert_going_away(reports: &Receiver<Report>) {
 }
 
 /// Awaits `run()`'s result, which must come within `drain` + [`MARGIN`].
-async fn summary_within(running: Running, drain: Duration) -> wharf::ShutdownSummary {
+async fn summary_within(running: Running, drain: Duration) -> wharf::CloseSummary {
     within_for(
         drain + MARGIN,
         "run() to return after the drain",
@@ -195,7 +198,9 @@ async fn a_thousand_connections_all_get_going_away() {
     const N: usize = 1000;
     let drain = Duration::from_secs(5);
     let (running, counted) = start_counted(
-        Server::new().shutdown(1001, "Going away", drain),
+        Server::new()
+            .shutdown_close(1001, "Going away")
+            .drain_timeout(drain),
         Duration::ZERO,
     )
     .await;
@@ -332,7 +337,10 @@ async fn messages_queued_before_the_shutdown_arrive_before_the_close() {
     let closed = next_event(&counted.records).await;
     assert_eq!(closed.messages_out, 3);
     // Sending after the shutdown began fails.
-    assert!(matches!(handle.try_send("late"), Err(wharf::Error::Closed)));
+    assert!(matches!(
+        handle.try_send("late"),
+        Err(wharf::Error::ConnectionClosed)
+    ));
 }
 
 #[async_std::test]
@@ -392,7 +400,7 @@ async fn new_connections_are_refused_once_the_shutdown_begins() {
     assert_eq!(http_status(&head), Some(503), "{head}");
     assert_eq!(counted.connects(), 0);
     eventually("counted as shutting down", || {
-        handle.stats().refused(Refused::ShuttingDown) >= 1
+        handle.stats().rejected(RejectReason::ShuttingDown) >= 1
     })
     .await;
 }
@@ -421,7 +429,9 @@ async fn the_summary_counts_each_connection_once() {
 #[async_std::test]
 async fn a_custom_shutdown_code_and_reason_are_sent() {
     let (running, counted) = start_counted(
-        Server::new().shutdown(1012, "Service restart", Duration::from_secs(5)),
+        Server::new()
+            .shutdown_close(1012, "Service restart")
+            .drain_timeout(Duration::from_secs(5)),
         Duration::ZERO,
     )
     .await;
@@ -504,7 +514,9 @@ async fn a_stalled_handler_does_not_outlive_the_shutdown() {
     // than leave its task behind forever.
     let drain = Duration::from_millis(300);
     let (running, counted) = start_counted(
-        Server::new().shutdown(1001, "Going away", drain),
+        Server::new()
+            .shutdown_close(1001, "Going away")
+            .drain_timeout(drain),
         Duration::ZERO,
     )
     .await;

@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use futures_util::StreamExt;
 use support::*;
 use wharf::http::HeaderMap;
-use wharf::{Config, Conn, ConnId, Error, Handler, Message, Route, Server};
+use wharf::{Conn, ConnId, Error, Handler, Message, Route, Server};
 
 // ---- handlers ----
 
@@ -408,7 +408,7 @@ async fn header_tokens_and_names_are_case_insensitive() {
 #[async_std::test]
 async fn request_head_over_the_limit_is_431() {
     let (server, seen) = ws_server().await;
-    assert_eq!(Config::default().max_request_bytes, 8 << 10);
+    // The documented default of `Server::max_request_bytes`: 8 KiB.
 
     let pad = "a".repeat(9 << 10);
     let mut headers = UPGRADE.to_vec();
@@ -439,9 +439,7 @@ async fn request_head_over_the_limit_is_431() {
 #[async_std::test]
 async fn max_request_bytes_is_configurable() {
     let (handler, seen) = recorder();
-    let mut config = Config::default();
-    config.max_request_bytes = 1024;
-    let server = start(Server::new().config(config).route("/ws", handler)).await;
+    let server = start(Server::new().max_request_bytes(1024).route("/ws", handler)).await;
     let pad = "a".repeat(1100);
     let mut headers = UPGRADE.to_vec();
     headers.push(("X-Pad", &pad));
@@ -595,7 +593,10 @@ async fn bind_rejects_inconsistent_routes() {
     for (what, server) in cases {
         let result = within("bind", server.bind("127.0.0.1:0")).await;
         match result {
-            Err(Error::Config(why)) => assert!(!why.is_empty(), "{what}"),
+            Err(Error::Config { setting, reason }) => {
+                assert_eq!(setting, "route", "{what}: {reason}");
+                assert!(!reason.is_empty(), "{what}");
+            }
             other => panic!("{what}: expected Error::Config, got {other:?}"),
         }
     }
@@ -667,7 +668,7 @@ async fn silent_and_slow_clients_are_dropped_after_the_handshake_timeout() {
     let (handler, seen) = recorder();
     let server = start(
         Server::new()
-            .handshake_timeout(HANDSHAKE_TIMEOUT)
+            .upgrade_timeout(HANDSHAKE_TIMEOUT)
             .route("/ws", handler),
     )
     .await;

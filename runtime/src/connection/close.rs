@@ -218,6 +218,67 @@ pub struct Closed {
     pub messages_out: u64,
 }
 
+/// How a batch of connections ended: the result of closing many at once
+/// ([`Registry::close_all`](crate::Registry::close_all)) and of a graceful
+/// shutdown ([`Listening::run`](crate::Listening::run)).
+///
+/// # Examples
+///
+/// ```
+/// async fn restart(registry: wharf::Registry) -> wharf::Result<()> {
+///     let summary = registry.close_all(wharf::CloseCode::SERVICE_RESTART, "Back soon").await?;
+///     tracing::info!(
+///         clean = summary.clean,
+///         timed_out = summary.timed_out,
+///         peer_gone = summary.peer_gone,
+///         took_ms = summary.duration.as_millis() as u64,
+///         "closed {} connections",
+///         summary.total()
+///     );
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseSummary {
+    /// Closing handshakes that completed ([`CloseOutcome::Clean`]).
+    pub clean: usize,
+    /// Peers that did not answer within the close timeout
+    /// ([`CloseOutcome::TimedOut`]).
+    pub timed_out: usize,
+    /// Peers whose stream failed before the handshake completed
+    /// ([`CloseOutcome::PeerGone`]).
+    pub peer_gone: usize,
+    /// Connections the server gave up on before their handshake finished:
+    /// still open at a graceful shutdown's drain deadline. Always 0 for
+    /// `close_all`, whose closes are each bounded by the close timeout.
+    pub dropped: usize,
+    /// How long it took, from the first Close requested to the last end.
+    pub duration: Duration,
+}
+
+impl CloseSummary {
+    /// Every connection counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(wharf::CloseSummary::default().total(), 0);
+    /// ```
+    pub fn total(&self) -> usize {
+        self.clean + self.timed_out + self.peer_gone + self.dropped
+    }
+
+    /// Counts one connection that ended with `outcome`.
+    pub(crate) fn count(&mut self, outcome: CloseOutcome) {
+        match outcome {
+            CloseOutcome::Clean => self.clean += 1,
+            CloseOutcome::TimedOut => self.timed_out += 1,
+            CloseOutcome::PeerGone => self.peer_gone += 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

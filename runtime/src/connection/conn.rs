@@ -4,45 +4,65 @@
 //! need: the request that opened it, its per-connection data, the server's
 //! registry and application state. It never touches the socket.
 
-use std::ops::Deref;
 use std::sync::{Arc, MutexGuard};
 
-use async_tungstenite::tungstenite::http::HeaderMap;
+use ::http::HeaderMap;
 
-use super::handle::{Handle, Shared};
+use super::handle::{connection_methods, Handle, Shared};
 use super::registry::Registry;
 use crate::extensions::Extensions;
 
 /// The context every handler receives: the request that opened the
-/// connection, per-connection data, and (through [`Deref`] to [`Handle`])
-/// `send`, `close` and the rest of a handle's methods.
+/// connection, per-connection data, the server's registry and state, and
+/// everything a [`Handle`] can do (`send`, `close`, ...).
+///
+/// # Examples
+///
+/// ```
+/// use wharf as ws;
+///
+/// #[ws::on("connect")]
+/// async fn hello(conn: &ws::Conn) -> ws::Result<()> {
+///     let name = conn.query("name").unwrap_or("guest");
+///     conn.send(format!("hello {name}, you are #{}", conn.id())).await
+/// }
+/// # let _ = ws::handlers![hello];
+/// ```
 #[derive(Debug)]
 pub struct Conn {
-    handle: Handle,
+    pub(crate) shared: Arc<Shared>,
     registry: Registry,
     state: Arc<Extensions>,
-}
-
-impl Deref for Conn {
-    type Target = Handle;
-
-    fn deref(&self) -> &Handle {
-        &self.handle
-    }
 }
 
 impl Conn {
     pub(crate) fn new(shared: Arc<Shared>, registry: Registry, state: Arc<Extensions>) -> Self {
         Conn {
-            handle: Handle { shared },
+            shared,
             registry,
             state,
         }
     }
 
-    /// A clonable handle to this connection for other tasks.
+    connection_methods!(self => self.shared);
+
+    /// A clonable handle to this connection for other tasks (timers, admin
+    /// endpoints); it does not keep the connection open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) {
+    ///     let handle = conn.handle();
+    ///     async_std::task::spawn(async move {
+    ///         let _ = handle.send("sent from another task").await;
+    ///     });
+    /// }
+    /// ```
     pub fn handle(&self) -> Handle {
-        self.handle.clone()
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The first value of query parameter `key`, percent-decoded.
@@ -59,22 +79,53 @@ impl Conn {
     /// }
     /// ```
     pub fn query(&self, key: &str) -> Option<&str> {
-        crate::http::query::query_value(self.query_pairs(), key)
+        self.shared.info.query.get(key)
     }
 
     /// Every query parameter in request order, percent-decoded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) {
+    ///     for (key, value) in conn.query_pairs() {
+    ///         tracing::debug!(%key, %value, "query parameter");
+    ///     }
+    /// }
+    /// ```
     pub fn query_pairs(&self) -> &[(String, String)] {
-        &self.handle.shared.info.query
+        self.shared.info.query.pairs()
     }
 
     /// The headers of the upgrade request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) {
+    ///     let agent = conn.headers().get("user-agent").and_then(|v| v.to_str().ok());
+    ///     tracing::info!(agent = agent.unwrap_or("?"), "connected");
+    /// }
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
-        &self.handle.shared.info.headers
+        &self.shared.info.headers
     }
 
-    /// The subprotocol agreed in the handshake, if any.
+    /// The subprotocol agreed in the opening handshake, if any (see
+    /// [`Route::subprotocols`](crate::Route::subprotocols)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     match conn.subprotocol() {
+    ///         Some("chat.v2") => conn.send("speaking v2").await,
+    ///         _ => conn.send("speaking v1").await,
+    ///     }
+    /// }
+    /// ```
     pub fn subprotocol(&self) -> Option<&str> {
-        self.handle.shared.info.subprotocol.as_deref()
+        self.shared.info.subprotocol.as_deref()
     }
 
     /// Typed per-connection data. Its values are dropped when the connection
@@ -103,14 +154,22 @@ impl Conn {
     /// }
     /// ```
     pub fn extensions(&self) -> MutexGuard<'_, Extensions> {
-        self.handle
-            .shared
+        self.shared
             .extensions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The server's registry of live connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     let online = conn.registry().count();
+    ///     conn.send(format!("{online} online")).await
+    /// }
+    /// ```
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

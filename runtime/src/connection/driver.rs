@@ -24,7 +24,7 @@ use futures_util::{AsyncRead, Sink, Stream};
 
 use super::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
 use super::conn::Conn;
-use super::message::{Bytes, Message};
+use super::message::{Bytes, Message, Text};
 use super::policies::{Limits, Policies, Verdict};
 use crate::error::{Error, Result};
 use crate::rt::TcpStream;
@@ -309,8 +309,22 @@ impl<'c> Driver<'c> {
                             Ok(()) => {}
                             // A send that lost the race with the connection's
                             // end: ordinary, not a handler bug.
-                            Err(Error::Closed) if !self.conn.is_open() => {
+                            Err(Error::ConnectionClosed) if !self.conn.is_open() => {
                                 tracing::debug!(id = %self.conn.id(), "handler stopped: connection closed");
+                            }
+                            // The peer's data was not the JSON asked for: its
+                            // fault, not ours.
+                            #[cfg(feature = "json")]
+                            Err(Error::InvalidJson(err)) => {
+                                tracing::debug!(
+                                    id = %self.conn.id(),
+                                    error = %err,
+                                    "invalid JSON from the peer; closing with 1007"
+                                );
+                                self.conn.shared.request_close(
+                                    CloseCode::INVALID_PAYLOAD,
+                                    "Invalid JSON".into(),
+                                );
                             }
                             Err(err) => {
                                 tracing::error!(
@@ -482,7 +496,7 @@ impl<'c> Driver<'c> {
             let Some(msg) = self.conn.shared.pop() else {
                 break;
             };
-            if self.ws().start_send(msg.into_frame_message()).is_err() {
+            if self.ws().start_send(msg.into_frame()).is_err() {
                 return Err(());
             }
             self.messages_out += 1;
@@ -535,7 +549,7 @@ impl<'c> Driver<'c> {
                     match frame {
                         Frame::Text(text) => {
                             active = true;
-                            self.receive(Message::Text(text));
+                            self.receive(Message::Text(Text(text)));
                         }
                         Frame::Binary(data) => {
                             active = true;

@@ -12,22 +12,58 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
-use async_tungstenite::tungstenite::http::HeaderMap;
+use ::http::HeaderMap;
 use event_listener::Event;
 
-use super::close::{self, CloseCode, CloseOutcome};
-use super::message::{Bytes, Message, Utf8Bytes};
+use super::close::{CloseCode, CloseOutcome};
+use super::message::Message;
 use crate::error::{Error, Result};
 use crate::extensions::Extensions;
+use crate::http::query::Query;
 
 /// A connection's identifier, unique for the life of its server.
+///
+/// It prints as its number and parses back from it, so an id can travel
+/// through logs, URLs and admin tools and come back to
+/// [`Registry::get`](crate::Registry::get) or
+/// [`Registry::close`](crate::Registry::close).
+///
+/// # Examples
+///
+/// ```
+/// use wharf::ConnId;
+///
+/// let id: ConnId = "42".parse().unwrap();
+/// assert_eq!(id, ConnId::from(42));
+/// assert_eq!(id.to_string(), "42");
+/// assert_eq!(id.get(), 42);
+/// assert!("forty-two".parse::<ConnId>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub(crate) u64);
 
 impl ConnId {
     /// The number behind the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(wharf::ConnId::from(7).get(), 7);
+    /// ```
     pub fn get(self) -> u64 {
         self.0
+    }
+}
+
+impl From<u64> for ConnId {
+    fn from(id: u64) -> Self {
+        ConnId(id)
+    }
+}
+
+impl From<ConnId> for u64 {
+    fn from(id: ConnId) -> Self {
+        id.0
     }
 }
 
@@ -36,6 +72,34 @@ impl fmt::Display for ConnId {
         fmt::Display::fmt(&self.0, f)
     }
 }
+
+impl std::str::FromStr for ConnId {
+    type Err = ParseConnIdError;
+
+    /// Parses the decimal number a `ConnId` prints as.
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        text.parse().map(ConnId).map_err(|_| ParseConnIdError(()))
+    }
+}
+
+/// The text was not a connection id (a decimal number).
+///
+/// # Examples
+///
+/// ```
+/// let err = "abc".parse::<wharf::ConnId>().unwrap_err();
+/// assert_eq!(err.to_string(), "not a connection id (expected a decimal number)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseConnIdError(());
+
+impl fmt::Display for ParseConnIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a connection id (expected a decimal number)")
+    }
+}
+
+impl std::error::Error for ParseConnIdError {}
 
 /// Where a connection is in its life, as seen from outside the driver.
 #[derive(Debug)]
@@ -90,7 +154,7 @@ pub(crate) struct ConnInfo {
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
     pub(crate) path: Arc<str>,
-    pub(crate) query: Vec<(String, String)>,
+    pub(crate) query: Query,
     pub(crate) headers: HeaderMap,
     pub(crate) subprotocol: Option<String>,
 }
@@ -120,11 +184,11 @@ impl Shared {
     }
 
     /// Queues `msg` if there is room. Gives it back when full.
-    fn try_push(&self, msg: Message) -> Result<(), (Message, Error)> {
+    pub(crate) fn try_push(&self, msg: Message) -> Result<(), (Message, Error)> {
         let waker = {
             let mut state = self.lock();
             if !matches!(state.life, Life::Open) {
-                return Err((msg, Error::Closed));
+                return Err((msg, Error::ConnectionClosed));
             }
             if state.queue.len() >= self.capacity {
                 return Err((msg, Error::QueueFull));
@@ -138,14 +202,14 @@ impl Shared {
         Ok(())
     }
 
-    async fn push(&self, mut msg: Message) -> Result<()> {
+    pub(crate) async fn push(&self, mut msg: Message) -> Result<()> {
         // Try before listening: registering a listener allocates, and the
         // queue is rarely full.
         let mut listener = None;
         loop {
             match self.try_push(msg) {
                 Ok(()) => return Ok(()),
-                Err((_, Error::Closed)) => return Err(Error::Closed),
+                Err((_, Error::ConnectionClosed)) => return Err(Error::ConnectionClosed),
                 Err((back, _)) => msg = back,
             }
             match listener.take() {
@@ -185,7 +249,7 @@ impl Shared {
         }
     }
 
-    fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         matches!(self.lock().life, Life::Open)
     }
 
@@ -284,8 +348,9 @@ impl Shared {
 /// A cheap, clonable reference to a connection, usable from any task.
 ///
 /// A handle can send and close; it does not keep the socket open. Once the
-/// connection has ended, `send` fails with [`Error::Closed`] and `close`
-/// returns the outcome the connection ended with.
+/// connection has ended, `send` fails with [`Error::ConnectionClosed`] and
+/// `close` returns the outcome the connection ended with. The handler's
+/// [`Conn`](crate::Conn) has the same methods, and more.
 ///
 /// # Examples
 ///
@@ -317,99 +382,220 @@ impl fmt::Debug for Handle {
     }
 }
 
+/// The methods a [`Handle`] and a [`Conn`](crate::Conn) share, written once
+/// and expanded in both `impl` blocks so that each type's documentation
+/// shows all of its methods. `$shared` reaches the connection's [`Shared`].
+macro_rules! connection_methods {
+    ($self:ident => $shared:expr) => {
+        /// The connection's id.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn on_connect(conn: &wharf::Conn) {
+        ///     tracing::info!(id = %conn.id(), "connected");
+        /// }
+        /// ```
+        pub fn id(&$self) -> $crate::ConnId {
+            $shared.info.id
+        }
+
+        /// The request path the connection was accepted on (the route's path,
+        /// or whatever path the client asked for on a fallback route).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn on_connect(conn: &wharf::Conn) {
+        ///     tracing::info!(path = conn.path(), "connected");
+        /// }
+        /// ```
+        pub fn path(&$self) -> &str {
+            &$shared.info.path
+        }
+
+        /// The peer's socket address.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn on_connect(conn: &wharf::Conn) {
+        ///     tracing::info!(peer = %conn.peer_addr(), "connected");
+        /// }
+        /// ```
+        pub fn peer_addr(&$self) -> std::net::SocketAddr {
+            $shared.info.peer
+        }
+
+        /// Whether the connection still accepts messages (no close has begun).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// fn still_there(handle: &wharf::Handle) -> bool {
+        ///     handle.is_open()
+        /// }
+        /// ```
+        pub fn is_open(&$self) -> bool {
+            $shared.is_open()
+        }
+
+        /// Queues a message, waiting for room in the send queue when it is full.
+        ///
+        /// Resolves once the message is queued; messages are written in the
+        /// order they were queued, and every message queued before a `close()`
+        /// is written before the Close frame. Fails with
+        /// [`Error::ConnectionClosed`](crate::Error::ConnectionClosed) once a
+        /// close has begun, from either side. Messages still queued when the
+        /// *peer* closes first, or when the socket fails, are dropped: RFC 6455
+        /// forbids data after the Close the server must echo.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn greet(conn: &wharf::Conn) -> wharf::Result<()> {
+        ///     conn.send("welcome").await?;
+        ///     conn.send(vec![0u8, 1, 2]).await // binary
+        /// }
+        /// ```
+        pub async fn send(&$self, msg: impl Into<$crate::Message>) -> $crate::Result<()> {
+            $shared.push(msg.into()).await
+        }
+
+        /// Queues a message without waiting:
+        /// [`Error::QueueFull`](crate::Error::QueueFull) when there is no room,
+        /// [`Error::ConnectionClosed`](crate::Error::ConnectionClosed) once a
+        /// close has begun.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// fn notify(handle: &wharf::Handle) {
+        ///     if let Err(wharf::Error::QueueFull) = handle.try_send("tick") {
+        ///         tracing::debug!(id = %handle.id(), "slow reader; tick skipped");
+        ///     }
+        /// }
+        /// ```
+        pub fn try_send(&$self, msg: impl Into<$crate::Message>) -> $crate::Result<()> {
+            $shared.try_push(msg.into()).map_err(|(_, err)| err)
+        }
+
+        /// Queues a text message; see [`send`](Self::send).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn hello(conn: &wharf::Conn) -> wharf::Result<()> {
+        ///     conn.text(format!("hello {}", conn.id())).await
+        /// }
+        /// ```
+        pub async fn text(&$self, text: impl Into<$crate::Text>) -> $crate::Result<()> {
+            $self.send($crate::Message::Text(text.into())).await
+        }
+
+        /// Queues a binary message; see [`send`](Self::send).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn blob(conn: &wharf::Conn) -> wharf::Result<()> {
+        ///     conn.binary(vec![1u8, 2, 3]).await
+        /// }
+        /// ```
+        pub async fn binary(&$self, data: impl Into<$crate::Bytes>) -> $crate::Result<()> {
+            $self.send($crate::Message::Binary(data.into())).await
+        }
+
+        /// Queues `value` as a JSON text message; see [`send`](Self::send).
+        /// Fails (as [`Error::Handler`](crate::Error::Handler)) only when
+        /// `value` cannot be represented as JSON.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// #[derive(serde::Serialize)]
+        /// struct Joined<'a> {
+        ///     user: &'a str,
+        /// }
+        ///
+        /// async fn announce(conn: &wharf::Conn) -> wharf::Result<()> {
+        ///     conn.send_json(&Joined { user: "ann" }).await
+        /// }
+        /// ```
+        #[cfg(feature = "json")]
+        pub async fn send_json<T: serde::Serialize + ?Sized>(&$self, value: &T) -> $crate::Result<()> {
+            $self.send($crate::Message::from_json(value)?).await
+        }
+
+        /// Runs the closing handshake (RFC 6455 section 7) and waits for it.
+        ///
+        /// 1. `code` must be sendable (see
+        ///    [`CloseCode::is_sendable`](crate::CloseCode::is_sendable)), else
+        ///    [`Error::InvalidCloseCode`](crate::Error::InvalidCloseCode) and
+        ///    nothing happens. A `reason` longer than 123 bytes is cut at the
+        ///    last UTF-8 character boundary that fits.
+        /// 2. Messages queued before this call are written first, then exactly
+        ///    one Close frame; `send` fails from now on.
+        /// 3. The connection keeps reading, discarding data, until the peer's
+        ///    Close arrives and everything the server wrote has left; then the
+        ///    server closes the TCP stream first. If that has not happened
+        ///    within the close timeout
+        ///    ([`Server::close_timeout`](crate::Server::close_timeout)), the
+        ///    socket is shut down anyway.
+        ///
+        /// Idempotent and safe from any task, including the connection's own
+        /// handlers: a second call, concurrent or later, sends nothing and gets
+        /// the same outcome as the first. When the connection already ended (the
+        /// peer closed first), returns the outcome it ended with.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use wharf::{CloseCode, CloseOutcome, Conn};
+        ///
+        /// async fn expire(conn: &Conn) -> wharf::Result<()> {
+        ///     match conn.close(CloseCode::POLICY_VIOLATION, "Session expired").await? {
+        ///         CloseOutcome::Clean => tracing::info!(id = %conn.id(), "session ended"),
+        ///         other => tracing::warn!(id = %conn.id(), outcome = %other, "peer did not answer"),
+        ///     }
+        ///     Ok(())
+        /// }
+        /// ```
+        pub async fn close(
+            &$self,
+            code: impl Into<$crate::CloseCode>,
+            reason: &str,
+        ) -> $crate::Result<$crate::CloseOutcome> {
+            let (code, reason) = $crate::connection::close::validate(code.into(), reason)?;
+            $shared.request_close(code, reason);
+            Ok($shared.outcome().await)
+        }
+
+        /// Waits until the connection has ended, whoever ended it, and returns
+        /// its outcome (the one every `close()` caller got). Does not start a
+        /// close; resolves at once for a connection that already ended. Like
+        /// Python websockets' `wait_closed()`.
+        ///
+        /// Called from one of the connection's own `connect` or `message`
+        /// handlers it waits for the end of the very connection the handler
+        /// holds open, which only the peer, a policy or another task can
+        /// bring.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn watch(handle: wharf::Handle) {
+        ///     let outcome = handle.closed().await;
+        ///     tracing::info!(id = %handle.id(), %outcome, "connection over");
+        /// }
+        /// ```
+        pub async fn closed(&$self) -> $crate::CloseOutcome {
+            $shared.outcome().await
+        }
+    };
+}
+pub(crate) use connection_methods;
+
 impl Handle {
-    /// The connection's id.
-    pub fn id(&self) -> ConnId {
-        self.shared.info.id
-    }
-
-    /// The request path the connection was accepted on (the route's path,
-    /// or whatever path the client asked for on a fallback route).
-    pub fn path(&self) -> &str {
-        &self.shared.info.path
-    }
-
-    /// The peer's socket address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.shared.info.peer
-    }
-
-    /// Whether the connection still accepts messages (no close has begun).
-    pub fn is_open(&self) -> bool {
-        self.shared.is_open()
-    }
-
-    /// Queues a message, waiting for room in the send queue when it is full.
-    ///
-    /// Resolves once the message is queued; messages are written in the
-    /// order they were queued, and every message queued before a `close()`
-    /// is written before the Close frame. Fails with [`Error::Closed`] once a
-    /// close has begun, from either side. Messages still queued when the
-    /// *peer* closes first, or when the socket fails, are dropped: RFC 6455
-    /// forbids data after the Close the server must echo.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// async fn greet(conn: &wharf::Conn) -> wharf::Result<()> {
-    ///     conn.send("welcome").await?;
-    ///     conn.send(vec![0u8, 1, 2]).await // binary
-    /// }
-    /// ```
-    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.shared.push(msg.into()).await
-    }
-
-    /// Queues a message without waiting: [`Error::QueueFull`] when there is
-    /// no room, [`Error::Closed`] once a close has begun.
-    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.shared.try_push(msg.into()).map_err(|(_, err)| err)
-    }
-
-    /// Queues a text message; see [`send`](Self::send).
-    pub async fn text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
-        self.send(Message::Text(text.into())).await
-    }
-
-    /// Queues a binary message; see [`send`](Self::send).
-    pub async fn binary(&self, data: impl Into<Bytes>) -> Result<()> {
-        self.send(Message::Binary(data.into())).await
-    }
-
-    /// Runs the closing handshake (RFC 6455 section 7) and waits for it.
-    ///
-    /// 1. `code` must be sendable (see [`CloseCode::is_sendable`]), else
-    ///    [`Error::InvalidCloseCode`] and nothing happens. A `reason` longer
-    ///    than 123 bytes is cut at the last UTF-8 character boundary that fits.
-    /// 2. Messages queued before this call are written first, then exactly
-    ///    one Close frame; `send` fails from now on.
-    /// 3. The connection keeps reading, discarding data, until the peer's
-    ///    Close arrives; then the server closes the TCP stream first. If the
-    ///    peer does not answer within the close timeout
-    ///    ([`Config::close_timeout`](crate::Config::close_timeout)), the
-    ///    socket is shut down anyway.
-    ///
-    /// Idempotent and safe from any task, including the connection's own
-    /// handlers: a second call, concurrent or later, sends nothing and gets
-    /// the same outcome as the first. When the connection already ended (the
-    /// peer closed first), returns the outcome it ended with.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wharf::{CloseCode, CloseOutcome, Conn};
-    ///
-    /// async fn expire(conn: &Conn) -> wharf::Result<()> {
-    ///     match conn.close(CloseCode::POLICY_VIOLATION, "Session expired").await? {
-    ///         CloseOutcome::Clean => tracing::info!(id = %conn.id(), "session ended"),
-    ///         other => tracing::warn!(id = %conn.id(), outcome = %other, "peer did not answer"),
-    ///     }
-    ///     Ok(())
-    /// }
-    /// ```
-    pub async fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseOutcome> {
-        let (code, reason) = close::validate(code.into(), reason)?;
-        self.shared.request_close(code, reason);
-        Ok(self.shared.outcome().await)
-    }
+    connection_methods!(self => self.shared);
 }

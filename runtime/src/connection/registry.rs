@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 
-use super::close::{CloseCode, CloseOutcome};
+use super::close::{CloseCode, CloseOutcome, CloseSummary};
 use super::handle::{ConnId, Handle};
 use super::message::Message;
 use crate::error::Result;
@@ -103,44 +104,33 @@ impl Registry {
     }
 
     /// Closes every live connection at once and waits for all handshakes
-    /// (each bounded by the close timeout). Returns how many ended with each
-    /// outcome.
+    /// (each bounded by the close timeout). Returns how they ended.
     ///
     /// # Examples
     ///
     /// ```
     /// async fn maintenance(registry: wharf::Registry) -> wharf::Result<()> {
-    ///     let counts = registry.close_all(wharf::CloseCode::SERVICE_RESTART, "Back soon").await?;
-    ///     tracing::info!(clean = counts.clean, timed_out = counts.timed_out, "all closed");
+    ///     let summary = registry.close_all(wharf::CloseCode::SERVICE_RESTART, "Back soon").await?;
+    ///     tracing::info!(clean = summary.clean, timed_out = summary.timed_out, "all closed");
     ///     Ok(())
     /// }
     /// ```
-    pub async fn close_all(&self, code: impl Into<CloseCode>, reason: &str) -> Result<CloseCounts> {
+    pub async fn close_all(
+        &self,
+        code: impl Into<CloseCode>,
+        reason: &str,
+    ) -> Result<CloseSummary> {
+        let started = Instant::now();
         let code = code.into();
         // Validate once, so an invalid code is an error rather than N errors.
-        crate::connection::close::validate(code, reason)?;
+        super::close::validate(code, reason)?;
         let handles = self.handles();
         let outcomes = join_all(handles.iter().map(|h| h.close(code, reason))).await;
-        let mut counts = CloseCounts::default();
+        let mut summary = CloseSummary::default();
         for outcome in outcomes.into_iter().flatten() {
-            match outcome {
-                CloseOutcome::Clean => counts.clean += 1,
-                CloseOutcome::TimedOut => counts.timed_out += 1,
-                CloseOutcome::PeerGone => counts.peer_gone += 1,
-            }
+            summary.count(outcome);
         }
-        Ok(counts)
+        summary.duration = started.elapsed();
+        Ok(summary)
     }
-}
-
-/// How the connections closed by [`Registry::close_all`] ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CloseCounts {
-    /// Handshakes that completed.
-    pub clean: usize,
-    /// Peers that did not answer within the close timeout.
-    pub timed_out: usize,
-    /// Peers whose stream failed before the handshake completed.
-    pub peer_gone: usize,
 }

@@ -1,4 +1,4 @@
-//! Routes built from annotated functions: the [`Handlers`] set that
+//! Routes built from annotated functions: the [`HandlerFns`] set that
 //! `handlers![...]` produces, and the hidden traits the `#[on]` attribute
 //! implements.
 //!
@@ -6,7 +6,7 @@
 //! adds a braced companion `struct echo {}` implementing [`Companion`]: its
 //! event, its name, and a plain function pointer that calls the user's
 //! function and turns its return value into the runtime's terms (a reply, an
-//! error, a rejection). A [`Handlers`] set holds at most one function per
+//! error, a rejection). A [`HandlerFns`] set holds at most one function per
 //! event and is an ordinary [`Handler`], so the server needs nothing
 //! special for it. This module never reaches the network itself.
 
@@ -18,7 +18,8 @@ pub use crate::connection::driver::BoxFuture;
 use crate::connection::message::Message;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::http::request::{Rejection, Request};
+use crate::http::request::Request;
+use crate::http::Rejection;
 
 /// The events a handler can be attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +130,7 @@ pub trait Companion {
 /// # drop(server);
 /// ```
 #[derive(Default, Clone)]
-pub struct Handlers {
+pub struct HandlerFns {
     upgrade: Option<(&'static str, UpgradeFn)>,
     connect: Option<(&'static str, ConnectFn)>,
     message: Option<(&'static str, MessageFn)>,
@@ -137,9 +138,9 @@ pub struct Handlers {
     duplicate: Option<(Event, &'static str, &'static str)>,
 }
 
-impl fmt::Debug for Handlers {
+impl fmt::Debug for HandlerFns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handlers")
+        f.debug_struct("HandlerFns")
             .field("upgrade", &self.upgrade.map(|(name, _)| name))
             .field("connect", &self.connect.map(|(name, _)| name))
             .field("message", &self.message.map(|(name, _)| name))
@@ -148,7 +149,7 @@ impl fmt::Debug for Handlers {
     }
 }
 
-impl Handlers {
+impl HandlerFns {
     /// An empty set: every event has its default.
     pub fn new() -> Self {
         Self::default()
@@ -179,7 +180,7 @@ impl Handlers {
     }
 }
 
-impl Handler for Handlers {
+impl Handler for HandlerFns {
     async fn on_upgrade(&self, req: &Request) -> Result<(), Rejection> {
         match self.upgrade {
             Some((_, f)) => f(req).await,
@@ -211,10 +212,13 @@ impl Handler for Handlers {
 
     fn check(&self) -> Result<()> {
         match self.duplicate {
-            Some((event, first, second)) => Err(Error::Config(format!(
-                "two `{}` handlers on one route: `{first}` and `{second}`; keep one",
-                event.name()
-            ))),
+            Some((event, first, second)) => Err(Error::config(
+                "route",
+                format!(
+                    "two `{}` handlers on one route: `{first}` and `{second}`; keep one",
+                    event.name()
+                ),
+            )),
             None => Ok(()),
         }
     }

@@ -18,7 +18,8 @@ use crate::connection::conn::Conn;
 use crate::connection::driver::{BoxFuture, Events};
 use crate::connection::message::Message;
 use crate::error::{Error, Result};
-use crate::http::request::{Rejection, Request};
+use crate::http::request::Request;
+use crate::http::Rejection;
 
 /// The events of one route.
 ///
@@ -97,7 +98,7 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Checks the handler when the server binds; an `Err` fails
-    /// [`Server::bind`](crate::Server::bind). Used by [`Handlers`](crate::Handlers)
+    /// [`Server::bind`](crate::Server::bind). Used by [`HandlerFns`](crate::HandlerFns)
     /// to report two handlers for one event.
     #[doc(hidden)]
     fn check(&self) -> Result<()> {

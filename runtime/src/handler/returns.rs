@@ -5,9 +5,9 @@
 //! return type reads.
 
 use crate::connection::conn::Conn;
-use crate::connection::message::{Bytes, Message, Utf8Bytes};
+use crate::connection::message::{Bytes, Message, Text};
 use crate::error::{Error, Result};
-use crate::http::request::Rejection;
+use crate::http::Rejection;
 
 /// What a `connect` or `close` handler may return: `()` or
 /// `Result<(), E>` with `E: Into<wharf::Error>`.
@@ -35,7 +35,8 @@ impl<E: Into<Error>> Outcome for Result<(), E> {
 
 /// What a `message` handler may return: nothing (`()`), a reply sent back on
 /// the same connection (`Message`, `String`, `&'static str`, `Vec<u8>`,
-/// `Bytes`), an `Option` of a reply (`None` sends nothing), or a `Result` of
+/// `Bytes`, `Text`, and with the `json` feature `Json<T>`), an `Option` of a
+/// reply (`None` sends nothing), or a `Result` of
 /// one of those with `E: Into<wharf::Error>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned from a wharf `message` handler",
@@ -78,7 +79,14 @@ macro_rules! reply_via_message {
     )*};
 }
 
-reply_via_message!(String, &'static str, Vec<u8>, Bytes, Utf8Bytes);
+reply_via_message!(String, &'static str, Vec<u8>, Bytes, Text);
+
+#[cfg(feature = "json")]
+impl<T: serde::Serialize> Reply for crate::connection::message::Json<T> {
+    fn into_reply(self) -> Result<Option<Message>> {
+        Message::from_json(&self.0).map(Some)
+    }
+}
 
 impl<T: Reply, E: Into<Error>> Reply for Result<T, E> {
     fn into_reply(self) -> Result<Option<Message>> {
@@ -116,7 +124,7 @@ impl Verdict for Result<(), Rejection> {
 pub async fn reply(conn: &Conn, value: impl Reply) -> Result<()> {
     match value.into_reply()? {
         Some(msg) => match conn.send(msg).await {
-            Err(Error::Closed) => Ok(()),
+            Err(Error::ConnectionClosed) => Ok(()),
             other => other,
         },
         None => Ok(()),

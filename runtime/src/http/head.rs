@@ -8,7 +8,7 @@
 
 use std::io;
 
-use async_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue};
+use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::AsyncReadExt;
 
 use crate::rt::TcpStream;

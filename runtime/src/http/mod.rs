@@ -10,7 +10,7 @@
 //! driver.
 //!
 //! For users, this module holds the header types of the upgrade request
-//! ([`HeaderMap`] and friends, from the `http` crate).
+//! ([`HeaderMap`] and friends, from the `http` crate, 1.x).
 
 pub(crate) mod head;
 pub(crate) mod origin;
@@ -21,9 +21,12 @@ pub(crate) mod upgrade;
 
 pub(crate) use head::{read_head, Head};
 pub(crate) use origin::{normalize_origin, origin_allowed};
-pub(crate) use query::parse_query;
-pub(crate) use response::{refuse, rejection, response, send_and_close, Refusal};
+pub(crate) use query::Query;
+pub(crate) use response::{reject, response, send_and_close, RejectReason, Rejection};
 pub(crate) use upgrade::{check_upgrade, switching_protocols, Upgrade};
 
-/// The `http` crate's header types, used in the request data.
-pub use async_tungstenite::tungstenite::http::{header, HeaderMap, HeaderName, HeaderValue};
+/// The `http` crate's header types (version 1), in which Wharf hands over
+/// the upgrade request's headers. Wharf depends on `http` 1.x directly,
+/// not through tungstenite, and re-exports these as a stable part of its
+/// API.
+pub use ::http::{header, HeaderMap, HeaderName, HeaderValue};

@@ -1,53 +1,34 @@
-//! Query strings: `application/x-www-form-urlencoded` decoding.
+//! Query strings: `application/x-www-form-urlencoded` decoding, by the
+//! `form_urlencoded` crate (the one `url` uses), so `+` is a space, `%XX` a
+//! byte, and invalid escapes and UTF-8 are kept or replaced rather than
+//! refused.
 
-/// Decodes an `application/x-www-form-urlencoded` query string into pairs:
-/// `+` is a space, `%XX` a byte; invalid escapes are kept as written and
-/// invalid UTF-8 is replaced with U+FFFD, so no input is refused.
-pub(crate) fn parse_query(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let (key, value) = part.split_once('=').unwrap_or((part, ""));
-            (decode_component(key), decode_component(value))
-        })
-        .collect()
+/// The decoded query string of a request, in request order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Query {
+    pairs: Vec<(String, String)>,
 }
 
-/// The first value of `key` among decoded query pairs.
-pub(crate) fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-fn decode_component(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
+impl Query {
+    /// Decodes `raw`, the query string without its `?`.
+    pub(crate) fn parse(raw: &str) -> Self {
+        let pairs = form_urlencoded::parse(raw.as_bytes())
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        Query { pairs }
     }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+    /// The first value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every pair, in request order.
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
     }
 }
 
@@ -57,7 +38,7 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let pairs = parse_query("token=s%20e+c&empty=&flag&x=%zz&y=%4&&u=%C3%A9");
+        let query = Query::parse("token=s%20e+c&empty=&flag&x=%zz&y=%4&&u=%C3%A9");
         let expect = [
             ("token", "s e c"),
             ("empty", ""),
@@ -66,12 +47,15 @@ mod tests {
             ("y", "%4"),
             ("u", "é"),
         ];
-        let got: Vec<(&str, &str)> = pairs
+        let got: Vec<(&str, &str)> = query
+            .pairs()
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         assert_eq!(got, expect);
-        assert_eq!(parse_query("a=%FF")[0].1, "\u{FFFD}");
-        assert_eq!(parse_query("a=%")[0].1, "%");
+        assert_eq!(Query::parse("a=%FF").get("a"), Some("\u{FFFD}"));
+        assert_eq!(Query::parse("a=%").get("a"), Some("%"));
+        assert_eq!(Query::parse("a=1&a=2").get("a"), Some("1"));
+        assert_eq!(Query::parse("").get("a"), None);
     }
 }

@@ -1,11 +1,11 @@
 //! The WebSocket upgrade checks of RFC 6455 section 4.2.1 and the `101`
 //! answer that completes the opening handshake.
 
+use ::http::HeaderMap;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::http::HeaderMap;
 
 use super::head::RequestHead;
-use super::response::Refusal;
+use super::response::Rejection;
 
 /// Whether a comma-separated header contains `token` (case-insensitive).
 fn has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
@@ -41,22 +41,22 @@ pub(crate) struct Upgrade {
 ///
 /// The subprotocol is the first one the client lists that the route
 /// supports (the client's order is its preference).
-pub(crate) fn check_upgrade(req: &RequestHead, supported: &[String]) -> Result<Upgrade, Refusal> {
+pub(crate) fn check_upgrade(req: &RequestHead, supported: &[String]) -> Result<Upgrade, Rejection> {
     if !has_token(&req.headers, "upgrade", "websocket") {
-        return Err(Refusal::UpgradeRequired);
+        return Err(Rejection::upgrade_required());
     }
     if req.method != "GET" {
-        return Err(Refusal::MethodNotAllowed);
+        return Err(Rejection::method_not_allowed());
     }
     if req.minor_version < 1 {
-        return Err(Refusal::BadRequest("WebSocket needs HTTP/1.1\n"));
+        return Err(Rejection::malformed("WebSocket needs HTTP/1.1\n"));
     }
     // RFC 7230 5.4: exactly one Host; RFC 6455 4.2.1 requires it.
     if req.headers.get_all("host").iter().count() != 1 {
-        return Err(Refusal::BadRequest("Need exactly one Host header\n"));
+        return Err(Rejection::malformed("Need exactly one Host header\n"));
     }
     if !has_token(&req.headers, "connection", "upgrade") {
-        return Err(Refusal::BadRequest("Missing 'Connection: Upgrade'\n"));
+        return Err(Rejection::malformed("Missing 'Connection: Upgrade'\n"));
     }
     if req
         .headers
@@ -64,12 +64,12 @@ pub(crate) fn check_upgrade(req: &RequestHead, supported: &[String]) -> Result<U
         .map(|v| v.as_bytes())
         != Some(b"13")
     {
-        return Err(Refusal::UpgradeRequired);
+        return Err(Rejection::upgrade_required());
     }
     let key = match req.headers.get("sec-websocket-key") {
         Some(key) if is_valid_key(key.as_bytes()) => key,
         _ => {
-            return Err(Refusal::BadRequest(
+            return Err(Rejection::malformed(
                 "Missing or invalid Sec-WebSocket-Key\n",
             ))
         }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::config::{Config, ConnectRate};
-use super::metrics::Refused;
+use crate::http::RejectReason;
 
 #[derive(Debug)]
 struct Entry {
@@ -88,11 +88,11 @@ impl Admission {
     /// Admits a socket from `ip`, or says which limit refuses it. A refused
     /// connection still spends a rate token when one is left: a client
     /// hammering the server does not earn its way back in while it does.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, RejectReason> {
         let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         if self.max_total.is_some_and(|max| total > max) {
             self.total.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refused::MaxConnections);
+            return Err(RejectReason::MaxConnections);
         }
         if self.per_ip() {
             if let Err(why) = self.admit_ip(ip) {
@@ -106,7 +106,7 @@ impl Admission {
         })
     }
 
-    fn admit_ip(&self, ip: IpAddr) -> Result<(), Refused> {
+    fn admit_ip(&self, ip: IpAddr) -> Result<(), RejectReason> {
         let now = Instant::now();
         let mut table = self.table();
         let burst = self.rate.map_or(0.0, |r| f64::from(r.burst));
@@ -117,11 +117,11 @@ impl Admission {
         });
         entry.refill(self.rate, now);
         if self.max_per_ip.is_some_and(|max| entry.open >= max) {
-            return Err(Refused::PerIpLimit);
+            return Err(RejectReason::PerIpLimit);
         }
         if self.rate.is_some() {
             if entry.tokens < 1.0 {
-                return Err(Refused::RateLimited);
+                return Err(RejectReason::RateLimited);
             }
             entry.tokens -= 1.0;
         }
@@ -197,7 +197,7 @@ mod tests {
         });
         let one = adm.admit(A).unwrap();
         let _two = adm.admit(B).unwrap();
-        assert_eq!(adm.admit(A).unwrap_err(), Refused::MaxConnections);
+        assert_eq!(adm.admit(A).unwrap_err(), RejectReason::MaxConnections);
         drop(one);
         assert!(adm.admit(A).is_ok());
     }
@@ -209,7 +209,7 @@ mod tests {
             ..Config::default()
         });
         let held = adm.admit(A).unwrap();
-        assert_eq!(adm.admit(A).unwrap_err(), Refused::PerIpLimit);
+        assert_eq!(adm.admit(A).unwrap_err(), RejectReason::PerIpLimit);
         let _b = adm.admit(B).unwrap();
         drop(held);
         let _again = adm.admit(A).unwrap();
@@ -225,7 +225,7 @@ mod tests {
         for _ in 0..3 {
             drop(adm.admit(A).unwrap());
         }
-        assert_eq!(adm.admit(A).unwrap_err(), Refused::RateLimited);
+        assert_eq!(adm.admit(A).unwrap_err(), RejectReason::RateLimited);
         assert!(adm.admit(B).is_ok());
     }
 

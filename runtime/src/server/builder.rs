@@ -31,11 +31,51 @@ use crate::handler::Handler;
 use crate::http::normalize_origin;
 use crate::rt;
 
-/// A WebSocket server under construction: routes and settings.
+/// A WebSocket server under construction: routes, state and settings.
+///
+/// Build it with [`Server::new`], add routes and policies with the methods
+/// below (the setters are the one way to change a setting), then
+/// [`bind`](Self::bind) it and [`run`](Listening::run) it. An invalid
+/// setting is an [`Error::Config`] from `bind` naming the setter.
+///
+/// # Policies at a glance
+///
+/// Every limit has a default chosen for a production server facing the
+/// open internet. Policies that end an upgraded connection go through the
+/// same path as [`close()`](crate::Conn::close): the close handler runs
+/// and the one `connection closed` event is logged with the code and reason
+/// below (`info` when the closing handshake completed, `warn` otherwise).
+/// Rejections before the upgrade are logged at `debug` (one line per
+/// socket: a flood must not flood the logs) and counted in
+/// [`Stats::rejected`](crate::Stats::rejected).
+///
+/// | setter | default | what the peer gets |
+/// | --- | --- | --- |
+/// | [`upgrade_timeout`](Self::upgrade_timeout) | 10 s | socket dropped, no response |
+/// | [`max_request_bytes`](Self::max_request_bytes) | 8 KiB | HTTP 431 |
+/// | [`max_connections`](Self::max_connections) | none | HTTP 503 at accept |
+/// | [`max_connections_per_ip`](Self::max_connections_per_ip) | none | HTTP 429 at accept |
+/// | [`connect_rate`](Self::connect_rate) | none | HTTP 429 at accept, before the request is read |
+/// | [`allow_origin`](Self::allow_origin) | all | HTTP 403 |
+/// | an `upgrade` handler's [`Rejection`](crate::Rejection) | | its status |
+/// | [`idle_timeout`](Self::idle_timeout) | none | Close 1001 "Idle timeout" |
+/// | [`heartbeat`](Self::heartbeat) (ping interval, pong timeout) | 30 s, 20 s | Ping; if unanswered, socket dropped (handler sees 1006 "Heartbeat timeout") |
+/// | [`session_ttl`](Self::session_ttl) | none | Close 1008 "Session expired" |
+/// | [`max_message_size`](Self::max_message_size), [`max_frame_size`](Self::max_frame_size) | 16 MiB | Close 1009 "Message too big" |
+/// | [`send_queue`](Self::send_queue), [`send_timeout`](Self::send_timeout) | 64, 10 s | Close 1008 "Send queue full" |
+/// | [`close_timeout`](Self::close_timeout) | 5 s | socket shut down if our Close is not answered |
+/// | graceful shutdown: [`shutdown_close`](Self::shutdown_close), [`drain_timeout`](Self::drain_timeout) | 1001 "Going away", 10 s | Close 1001; dropped at the drain deadline |
+///
+/// Connection deadlines (the upgrade and close timeouts, and the policy
+/// clocks) are checked by one task per server rather than by a runtime
+/// timer per socket, on a tick of a sixteenth of the shortest of these
+/// timeouts, between 1 and 100 ms: a deadline fires up to one tick late,
+/// never early.
 ///
 /// # Examples
 ///
 /// ```no_run
+/// use std::time::Duration;
 /// use wharf::{Conn, Handler, Message};
 ///
 /// struct Echo;
@@ -50,6 +90,8 @@ use crate::rt;
 /// async fn main() -> wharf::Result<()> {
 ///     wharf::Server::new()
 ///         .route("/echo", Echo)
+///         .idle_timeout(Duration::from_secs(300))
+///         .max_connections_per_ip(50)
 ///         .bind("127.0.0.1:9001")
 ///         .await?
 ///         .run()
@@ -66,17 +108,51 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server with no routes and the default [`Config`].
+    /// A server with no routes and every setting at its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new();
+    /// # drop(server);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Serves `handler` on WebSocket route `path`.
+    /// Serves `handler` on WebSocket route `path` (exactly that path; the
+    /// query string is ignored when matching).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf as ws;
+    ///
+    /// #[ws::on("message")]
+    /// async fn echo(_conn: &ws::Conn, msg: ws::Message) -> ws::Message {
+    ///     msg
+    /// }
+    ///
+    /// let server = ws::Server::new().route("/echo", ws::handlers![echo]);
+    /// # drop(server);
+    /// ```
     pub fn route(self, path: impl Into<String>, handler: impl Handler) -> Self {
         self.mount(Route::new(path, handler))
     }
 
-    /// Adds a configured [`Route`].
+    /// Adds a configured [`Route`] (for example one with subprotocols).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::{Handler, Route, Server};
+    ///
+    /// struct Chat;
+    /// impl Handler for Chat {}
+    ///
+    /// let server = Server::new().mount(Route::new("/chat", Chat).subprotocols(["chat.v2"]));
+    /// # drop(server);
+    /// ```
     pub fn mount(mut self, route: Route) -> Self {
         self.endpoints
             .push((route.path.clone(), Endpoint::Ws(Arc::new(route))));
@@ -84,14 +160,40 @@ impl Server {
     }
 
     /// Serves `handler` on every path that no route or page claims (instead
-    /// of answering 404). [`Handle::path`](crate::Handle::path) is the path the client asked for.
+    /// of answering 404). [`Conn::path`](crate::Conn::path) is the path the
+    /// client asked for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::{Conn, Handler, Message};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     async fn on_message(&self, conn: &Conn, msg: Message) -> wharf::Result<()> {
+    ///         conn.send(msg).await
+    ///     }
+    /// }
+    ///
+    /// let server = wharf::Server::new().fallback(Echo);
+    /// # drop(server);
+    /// ```
     pub fn fallback(mut self, handler: impl Handler) -> Self {
         self.fallback = Some(Arc::new(Route::new("*", handler)));
         self
     }
 
     /// Serves a fixed body with `content_type` on `path` to plain HTTP
-    /// `GET`/`HEAD` requests.
+    /// `GET`/`HEAD` requests (for example an example's page). Wharf is not
+    /// an HTTP framework: pages answer `GET` and `HEAD` with `200` and
+    /// `Connection: close`, anything else with 405.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().page("/", "text/html; charset=utf-8", "<h1>hello</h1>");
+    /// # drop(server);
+    /// ```
     pub fn page(
         mut self,
         path: impl Into<String>,
@@ -109,153 +211,376 @@ impl Server {
     /// Registers application state shared by every handler: a database pool,
     /// a room map, counters. Handlers reach it with
     /// [`Conn::state`](crate::Conn::state) (and upgrade handlers with
-    /// [`Request::state`](crate::Request::state)); one value per type, a second call with the same
-    /// type replaces the first. Wrap what must change in a `Mutex` or use
-    /// atomics: handlers of different connections run concurrently.
+    /// [`Request::state`](crate::Request::state)); one value per type, a
+    /// second call with the same type replaces the first. Wrap what must
+    /// change in a `Mutex` or use atomics: handlers of different
+    /// connections run concurrently.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// #[derive(Default)]
+    /// struct Counters {
+    ///     messages: AtomicU64,
+    /// }
+    ///
+    /// let server = wharf::Server::new().state(Counters::default());
+    /// # drop(server);
+    /// ```
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
         self
     }
 
-    /// Replaces every setting at once.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+    /// Time a client has, from the TCP accept, to send its whole HTTP
+    /// upgrade request (and have the upgrade handler accept it); after it
+    /// the socket is dropped without a response and counted as
+    /// [`RejectReason::UpgradeTimeout`](crate::RejectReason::UpgradeTimeout).
+    /// Default: 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().upgrade_timeout(std::time::Duration::from_secs(3));
+    /// # drop(server);
+    /// ```
+    pub fn upgrade_timeout(mut self, limit: Duration) -> Self {
+        self.config.upgrade_timeout = limit;
         self
     }
 
-    /// Sets [`Config::handshake_timeout`].
-    pub fn handshake_timeout(mut self, limit: Duration) -> Self {
-        self.config.handshake_timeout = limit;
-        self
-    }
-
-    /// Sets [`Config::close_timeout`].
+    /// Time the peer has to answer the server's Close frame (including the
+    /// time to flush messages queued before the close); after it the socket
+    /// is shut down and `close()` returns
+    /// [`CloseOutcome::TimedOut`](crate::CloseOutcome::TimedOut). Also
+    /// bounds the time to flush the echo of a peer's Close and the drain
+    /// after a protocol error. Default: 5 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().close_timeout(std::time::Duration::from_secs(2));
+    /// # drop(server);
+    /// ```
     pub fn close_timeout(mut self, limit: Duration) -> Self {
         self.config.close_timeout = limit;
         self
     }
 
-    /// Sets [`Config::max_message_size`].
+    /// Largest message accepted from a peer, in bytes, after reassembling
+    /// fragments; a bigger one closes the connection with **1009 "Message
+    /// too big"**. Default: 16 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().max_message_size(64 << 10);
+    /// # drop(server);
+    /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self
     }
 
-    /// Sets [`Config::max_frame_size`].
+    /// Largest single frame payload accepted from a peer, in bytes; a
+    /// bigger one closes the connection with **1009**. Default: 16 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().max_frame_size(16 << 10);
+    /// # drop(server);
+    /// ```
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes;
         self
     }
 
-    /// Sets [`Config::send_queue`].
+    /// Messages that may wait in a connection's send queue. `send` waits
+    /// for room when it is full, `try_send` fails with
+    /// [`Error::QueueFull`]; see [`send_timeout`](Self::send_timeout) for
+    /// what happens to a peer that keeps it full. Default: 64.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().send_queue(256);
+    /// # drop(server);
+    /// ```
     pub fn send_queue(mut self, messages: usize) -> Self {
         self.config.send_queue = messages;
         self
     }
 
-    /// Sets [`Config::idle_timeout`]: close with 1001 "Idle timeout" after
-    /// this long without a frame the peer sent on its own.
+    /// Closes a connection whose peer has sent nothing of its own (no text,
+    /// binary or ping frame) for this long, with **1001 "Idle timeout"**.
+    /// Pongs answering the server's heartbeat pings do not count: a client
+    /// that is alive but silent is still idle. Default: no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().idle_timeout(std::time::Duration::from_secs(300));
+    /// # drop(server);
+    /// ```
     pub fn idle_timeout(mut self, limit: Duration) -> Self {
         self.config.idle_timeout = Some(limit);
         self
     }
 
-    /// Sets [`Config::ping_interval`] and [`Config::pong_timeout`]: ping a
-    /// quiet peer every `interval`, drop it (1006) when it has not answered
-    /// `pong_timeout` after a ping.
+    /// Heartbeat: when nothing has been heard from the peer for `interval`,
+    /// the server sends a Ping; the peer then has `pong_timeout` to send
+    /// anything (its Pong or any other frame). When that passes the peer is
+    /// dead: the socket is dropped without a Close frame (a dead peer cannot
+    /// read one) and the close handler sees **1006** with reason "Heartbeat
+    /// timeout". Default: 30 s and 20 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let server = wharf::Server::new().heartbeat(Duration::from_secs(15), Duration::from_secs(10));
+    /// # drop(server);
+    /// ```
     pub fn heartbeat(mut self, interval: Duration, pong_timeout: Duration) -> Self {
         self.config.ping_interval = Some(interval);
         self.config.pong_timeout = pong_timeout;
         self
     }
 
-    /// Sets [`Config::pong_timeout`] alone.
+    /// The heartbeat's ping interval alone (see [`heartbeat`](Self::heartbeat)),
+    /// keeping the pong timeout. Default: 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().ping_interval(std::time::Duration::from_secs(10));
+    /// # drop(server);
+    /// ```
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = Some(interval);
+        self
+    }
+
+    /// The heartbeat's pong timeout alone (see [`heartbeat`](Self::heartbeat)),
+    /// keeping the ping interval. Default: 20 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().pong_timeout(std::time::Duration::from_secs(5));
+    /// # drop(server);
+    /// ```
     pub fn pong_timeout(mut self, limit: Duration) -> Self {
         self.config.pong_timeout = limit;
         self
     }
 
-    /// Turns heartbeat pings off ([`Config::ping_interval`] = `None`).
+    /// Turns heartbeat pings off (see [`heartbeat`](Self::heartbeat)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().no_heartbeat();
+    /// # drop(server);
+    /// ```
     pub fn no_heartbeat(mut self) -> Self {
         self.config.ping_interval = None;
         self
     }
 
-    /// Sets [`Config::session_ttl`]: close with 1008 "Session expired" once
-    /// a connection is this old.
+    /// Maximum age of a connection: when it is reached the connection is
+    /// closed with **1008 "Session expired"**, whether or not the peer is
+    /// sending. Default: no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().session_ttl(std::time::Duration::from_secs(30 * 60));
+    /// # drop(server);
+    /// ```
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         self.config.session_ttl = Some(ttl);
         self
     }
 
-    /// Sets [`Config::send_timeout`]: close with 1008 "Send queue full" when
-    /// the send queue has been full this long.
+    /// Slow consumers: when a connection's send queue has been full for this
+    /// long (the peer is not reading what the server sends), it is closed
+    /// with **1008 "Send queue full"** (the Close frame waits behind the
+    /// queue, so such a close usually ends by the close timeout). Memory per
+    /// connection stays bounded by the queue meanwhile. Default: 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().send_timeout(std::time::Duration::from_secs(2));
+    /// # drop(server);
+    /// ```
     pub fn send_timeout(mut self, limit: Duration) -> Self {
         self.config.send_timeout = limit;
         self
     }
 
-    /// Sets [`Config::max_connections`] (503 beyond it).
+    /// Most sockets the server holds at once (upgraded connections and
+    /// requests being read); more are answered with **503** at accept time.
+    /// Default: no limit but the process's file descriptors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().max_connections(10_000);
+    /// # drop(server);
+    /// ```
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = Some(max);
         self
     }
 
-    /// Sets [`Config::max_connections_per_ip`] (429 beyond it).
+    /// Most sockets one IP address may hold at once; more are answered with
+    /// **429** at accept time. Default: no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().max_connections_per_ip(20);
+    /// # drop(server);
+    /// ```
     pub fn max_connections_per_ip(mut self, max: usize) -> Self {
         self.config.max_connections_per_ip = Some(max);
         self
     }
 
-    /// Sets [`Config::connect_rate`] (429 beyond it).
+    /// New connections one IP address may open, as a token bucket; a
+    /// connection beyond it is answered with **429** at accept time, before
+    /// its request is read. A refused attempt still spends a token when one
+    /// is left, so a client hammering the server does not earn its way back
+    /// in while it does. Default: no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().connect_rate(wharf::ConnectRate::new(5.0, 10));
+    /// # drop(server);
+    /// ```
     pub fn connect_rate(mut self, rate: ConnectRate) -> Self {
         self.config.connect_rate = Some(rate);
         self
     }
 
-    /// Adds an origin to [`Config::allowed_origins`]; once one is added,
-    /// any other `Origin` is answered with 403.
+    /// Allows browser pages from `origin` (`scheme://host[:port]`) to
+    /// connect. Once one origin is allowed, a request with any other
+    /// `Origin` header is answered with **403**; requests without an
+    /// `Origin` header (non-browser clients) are always allowed. Origins
+    /// are compared as browsers serialize them: scheme and host without
+    /// case, a default port (`:443` for https, `:80` for http) the same as
+    /// none, a trailing `/` ignored. Default: every origin is allowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new()
+    ///     .allow_origin("https://chat.example.com")
+    ///     .allow_origin("http://localhost:8000");
+    /// # drop(server);
+    /// ```
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.config.allowed_origins.push(origin.into());
         self
     }
 
-    /// Sets the Close frame of a graceful shutdown
-    /// ([`Config::shutdown_code`], [`Config::shutdown_reason`]) and its drain
-    /// deadline ([`Config::drain_timeout`]).
-    pub fn shutdown(mut self, code: impl Into<CloseCode>, reason: &str, drain: Duration) -> Self {
+    /// The Close frame every connection gets at a graceful shutdown.
+    /// Default: 1001 "Going away"; 1012 (Service restart) suits a deploy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().shutdown_close(wharf::CloseCode::SERVICE_RESTART, "Deploying");
+    /// # drop(server);
+    /// ```
+    pub fn shutdown_close(mut self, code: impl Into<CloseCode>, reason: &str) -> Self {
         self.config.shutdown_code = code.into();
         self.config.shutdown_reason = reason.to_owned();
-        self.config.drain_timeout = drain;
         self
     }
 
-    /// Sets [`Config::drain_timeout`] alone.
+    /// How long a graceful shutdown waits for the closing handshakes; the
+    /// connections still open then are dropped. Default: 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().drain_timeout(std::time::Duration::from_secs(30));
+    /// # drop(server);
+    /// ```
     pub fn drain_timeout(mut self, limit: Duration) -> Self {
         self.config.drain_timeout = limit;
         self
     }
 
-    /// Sets [`Config::max_request_bytes`].
+    /// Largest HTTP upgrade request head (request line and headers), in
+    /// bytes (256 B to 1 MiB); a bigger one is answered with **431**.
+    /// Default: 8 KiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().max_request_bytes(16 << 10);
+    /// # drop(server);
+    /// ```
     pub fn max_request_bytes(mut self, bytes: usize) -> Self {
         self.config.max_request_bytes = bytes;
         self
     }
 
-    /// Sets [`Config::inbound_queue`].
+    /// Received messages that may wait while the message handler is busy.
+    /// When this many are waiting, or their payloads add up to the
+    /// [`max_message_size`](Self::max_message_size), the server stops
+    /// reading from that connection (TCP backpressure) until the handler
+    /// catches up; so one connection's inbound memory stays under about
+    /// twice the message limit. While reading is paused, the peer's pings
+    /// and Close wait too; a `close()` from the server drops the waiting
+    /// messages and resumes reading to complete its handshake. Default: 16.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().inbound_queue(4);
+    /// # drop(server);
+    /// ```
     pub fn inbound_queue(mut self, messages: usize) -> Self {
         self.config.inbound_queue = messages;
         self
     }
 
-    /// Sets [`Config::read_buffer_size`].
+    /// Bytes read from the socket at a time into each connection's read
+    /// buffer, which is allocated for the life of the connection (at most
+    /// 16 MiB). Default: 4 KiB (tungstenite's own default of 128 KiB costs
+    /// that much memory for every idle connection).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().read_buffer_size(16 << 10);
+    /// # drop(server);
+    /// ```
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.config.read_buffer_size = bytes;
         self
     }
 
-    /// Serves the counters as Prometheus text on `path`
-    /// ([`Config::metrics_path`]), to plain `GET` requests on the same port.
+    /// Serves the counters as Prometheus text on `path`, to plain `GET`
+    /// requests on the same port. Anyone who can reach the port can read
+    /// them. Default: not served.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().metrics("/metrics");
+    /// # drop(server);
+    /// ```
     pub fn metrics(mut self, path: impl Into<String>) -> Self {
         self.config.metrics_path = Some(path.into());
         self
@@ -266,18 +591,45 @@ impl Server {
     /// `addr` is resolved with the standard library (numeric addresses never
     /// block); port 0 picks a free port, which
     /// [`Listening::local_addr`] reports. Fails with [`Error::Config`] when
-    /// two endpoints share a path or a setting cannot work.
+    /// two endpoints share a path or a setting cannot work, and with
+    /// [`Error::Io`] when the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// tracing::info!(addr = %listening.local_addr(), "ready");
+    /// # Ok(()) }
+    /// ```
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Listening> {
         self.config.validate()?;
+        let origins = self
+            .config
+            .allowed_origins
+            .iter()
+            .map(|origin| {
+                normalize_origin(origin).ok_or_else(|| {
+                    Error::config(
+                        "allow_origin",
+                        format!("{origin:?} is not an origin like https://host[:port]"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut endpoints = HashMap::with_capacity(self.endpoints.len());
         for (path, endpoint) in self.endpoints {
             if !path.starts_with('/') {
-                return Err(Error::Config(format!(
-                    "route path {path:?} must start with '/'"
-                )));
+                return Err(Error::config(
+                    "route",
+                    format!("path {path:?} must start with '/'"),
+                ));
             }
             if endpoints.contains_key(&path) {
-                return Err(Error::Config(format!("two endpoints for path {path:?}")));
+                return Err(Error::config(
+                    "route",
+                    format!("two endpoints for path {path:?}"),
+                ));
             }
             if let Endpoint::Ws(route) = &endpoint {
                 check_route(&path, route)?;
@@ -289,14 +641,18 @@ impl Server {
         }
         if let Some(path) = &self.config.metrics_path {
             if endpoints.contains_key(path) {
-                return Err(Error::Config(format!(
-                    "the metrics path {path:?} is also a route or page"
-                )));
+                return Err(Error::config(
+                    "metrics",
+                    format!("the path {path:?} is also a route or page"),
+                ));
             }
         }
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
         if addrs.is_empty() {
-            return Err(Error::Config("the address resolved to nothing".into()));
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            )));
         }
         let listener = rt::bind(addrs).await?;
         let local_addr = listener.local_addr()?;
@@ -317,17 +673,13 @@ impl Server {
                 send_timeout: config.send_timeout,
             },
             admission: Arc::new(Admission::new(config)),
-            origins: config
-                .allowed_origins
-                .iter()
-                .map(|o| normalize_origin(o))
-                .collect(),
+            origins,
             metrics: Metrics::default(),
             trigger: Trigger::default(),
             live: Live::default(),
             timers: Timers::start(config.shortest_timeout()),
             tally: Tally::default(),
-            refusing: AtomicUsize::new(0),
+            rejecting: AtomicUsize::new(0),
             config: self.config,
             ws_config,
             endpoints,
@@ -343,7 +695,9 @@ impl Server {
 
 fn check_route(path: &str, route: &Route) -> Result<()> {
     route.handler.check().map_err(|err| match err {
-        Error::Config(why) => Error::Config(format!("route {path}: {why}")),
+        Error::Config { setting, reason } => {
+            Error::config(setting, format!("route {path}: {reason}"))
+        }
         other => other,
     })
 }

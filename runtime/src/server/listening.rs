@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use futures_util::future::{self, Either};
 
-use super::metrics::{Refused, Stats};
+use super::metrics::Stats;
 use super::serve::serve;
-use super::shutdown::{self, ShutdownSummary};
+use super::shutdown;
 use super::state::Inner;
 use crate::connection::close;
+use crate::connection::close::CloseSummary;
 use crate::connection::registry::Registry;
 use crate::error::Result;
-use crate::http::{self, Refusal};
+use crate::http::{self, RejectReason, Rejection};
 use crate::rt::{self, TcpListener, TcpStream};
 
 /// A bound server, ready to [`run`](Self::run).
@@ -97,20 +98,22 @@ impl Listening {
     ///
     /// The shutdown stops accepting at once (the listener is closed, and
     /// requests already being read are answered with 503), closes every
-    /// connection with [`Config::shutdown_code`](crate::Config::shutdown_code) and
-    /// [`Config::shutdown_reason`](crate::Config::shutdown_reason) (1001 "Going away" by default) after what
-    /// was queued before it, waits for the closing handshakes up to
-    /// [`Config::drain_timeout`](crate::Config::drain_timeout), then drops the connections still open.
+    /// connection with the [`shutdown_close`](crate::Server::shutdown_close)
+    /// code and reason (1001 "Going away" by default) after what was queued
+    /// before it, waits for the closing handshakes up to the
+    /// [`drain_timeout`](crate::Server::drain_timeout), then drops the
+    /// connections still open.
     ///
     /// Admission limits are applied here, per accepted socket, before its
-    /// request is read: [`Config::max_connections`](crate::Config::max_connections) (503),
-    /// [`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip) and [`Config::connect_rate`](crate::Config::connect_rate) (429).
+    /// request is read: [`max_connections`](crate::Server::max_connections)
+    /// (503), [`max_connections_per_ip`](crate::Server::max_connections_per_ip)
+    /// and [`connect_rate`](crate::Server::connect_rate) (429).
     /// A failed `accept` (for example too many open files) is logged and
     /// retried after a short pause rather than ending the server.
     ///
     /// Dropping this future stops accepting without closing anything; each
     /// connection still finishes its own life.
-    pub async fn run(self) -> Result<ShutdownSummary> {
+    pub async fn run(self) -> Result<CloseSummary> {
         let Listening {
             listener,
             local_addr,
@@ -197,36 +200,36 @@ impl ServerHandle {
     }
 }
 
-/// Refusal responses written at accept time at once; beyond this, refused
+/// Rejections written at accept time at once; beyond this, rejected
 /// sockets are closed without a response so a flood cannot pile up tasks.
-const MAX_REFUSING: usize = 256;
+const MAX_REJECTING: usize = 256;
 
 /// Applies the accept-time limits to a new socket and starts serving it.
 fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
     inner.metrics.accepted();
     match inner.admission.admit(peer.ip()) {
         Ok(permit) => rt::spawn(serve(Arc::clone(inner), stream, peer, permit)),
-        Err(why) => {
-            inner.metrics.refused(why);
-            tracing::debug!(%peer, reason = %why, "refused at accept");
-            refuse_early(inner, stream, why);
+        Err(reason) => {
+            inner.metrics.rejected(reason);
+            tracing::debug!(%peer, %reason, "rejected at accept");
+            reject_early(inner, stream, reason);
         }
     }
 }
 
-/// Answers a socket refused at accept time, without reading its request.
-fn refuse_early(inner: &Arc<Inner>, stream: TcpStream, why: Refused) {
-    if inner.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
-        inner.refusing.fetch_sub(1, Ordering::Relaxed);
+/// Answers a socket rejected at accept time, without reading its request.
+fn reject_early(inner: &Arc<Inner>, stream: TcpStream, reason: RejectReason) {
+    if inner.rejecting.fetch_add(1, Ordering::Relaxed) >= MAX_REJECTING {
+        inner.rejecting.fetch_sub(1, Ordering::Relaxed);
         return; // dropping the stream closes it
     }
-    let refusal = match why {
-        Refused::MaxConnections => Refusal::Unavailable("Server full\n"),
-        _ => Refusal::TooManyRequests,
+    let rejection = match reason {
+        RejectReason::MaxConnections => Rejection::full(),
+        _ => Rejection::busy(reason),
     };
     let inner = Arc::clone(inner);
     rt::spawn(async move {
-        http::refuse(stream, refusal).await;
-        inner.refusing.fetch_sub(1, Ordering::Relaxed);
+        http::reject(stream, &rejection).await;
+        inner.rejecting.fetch_sub(1, Ordering::Relaxed);
     });
 }

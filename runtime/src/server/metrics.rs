@@ -1,4 +1,4 @@
-//! Server-wide counters: what came in, what was refused and why, how
+//! Server-wide counters: what came in, what was rejected and why, how
 //! connections ended.
 //!
 //! Counters are atomics bumped on the hot path (per accepted socket, per
@@ -7,82 +7,19 @@
 //! renders; it never decides anything.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::connection::close::{CloseCode, CloseOutcome, Initiator};
-
-/// Why a socket was answered with an HTTP error instead of an upgrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Refused {
-    /// Over [`Config::max_connections`](crate::Config::max_connections): 503.
-    MaxConnections,
-    /// Over [`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip): 429.
-    PerIpLimit,
-    /// Over [`Config::connect_rate`](crate::Config::connect_rate): 429.
-    RateLimited,
-    /// An `Origin` not in [`Config::allowed_origins`](crate::Config::allowed_origins): 403.
-    Origin,
-    /// The route's upgrade handler rejected the request (its status).
-    Rejected,
-    /// The server is shutting down: 503.
-    ShuttingDown,
-    /// No route for the path: 404.
-    NotFound,
-    /// Not a valid WebSocket upgrade (400, 405, 426) or not HTTP at all.
-    BadRequest,
-    /// Request head over [`Config::max_request_bytes`](crate::Config::max_request_bytes): 431.
-    TooLarge,
-    /// The request did not arrive within the handshake timeout (dropped,
-    /// no response).
-    HandshakeTimeout,
-}
-
-impl Refused {
-    const ALL: [Refused; 10] = [
-        Refused::MaxConnections,
-        Refused::PerIpLimit,
-        Refused::RateLimited,
-        Refused::Origin,
-        Refused::Rejected,
-        Refused::ShuttingDown,
-        Refused::NotFound,
-        Refused::BadRequest,
-        Refused::TooLarge,
-        Refused::HandshakeTimeout,
-    ];
-
-    /// The label used in logs and in the Prometheus output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refused::MaxConnections => "max_connections",
-            Refused::PerIpLimit => "per_ip_limit",
-            Refused::RateLimited => "rate_limited",
-            Refused::Origin => "origin",
-            Refused::Rejected => "rejected",
-            Refused::ShuttingDown => "shutting_down",
-            Refused::NotFound => "not_found",
-            Refused::BadRequest => "bad_request",
-            Refused::TooLarge => "too_large",
-            Refused::HandshakeTimeout => "handshake_timeout",
-        }
-    }
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::http::RejectReason;
 
 /// The live counters of one server.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     accepted: AtomicU64,
     active: AtomicU64,
-    refused: [AtomicU64; Refused::ALL.len()],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     closed: Mutex<BTreeMap<(u16, Initiator), u64>>,
     close_timeouts: AtomicU64,
     messages_in: AtomicU64,
@@ -94,8 +31,8 @@ impl Metrics {
         self.accepted.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn refused(&self, why: Refused) {
-        self.refused[why as usize].fetch_add(1, Relaxed);
+    pub(crate) fn rejected(&self, why: RejectReason) {
+        self.rejected[why as usize].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn opened(&self) {
@@ -124,12 +61,12 @@ impl Metrics {
         Stats {
             accepted: self.accepted.load(Relaxed),
             active: self.active.load(Relaxed),
-            refused: Refused::ALL
+            rejections: RejectReason::ALL
                 .iter()
-                .map(|&why| (why, self.refused[why as usize].load(Relaxed)))
+                .map(|&why| (why, self.rejected[why as usize].load(Relaxed)))
                 .filter(|&(_, n)| n > 0)
                 .collect(),
-            closed: self
+            closes: self
                 .closed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -153,7 +90,7 @@ impl Metrics {
 /// # async fn demo() -> wharf::Result<()> {
 /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
 /// let stats = listening.handle().stats();
-/// println!("{} open, {} refused by the rate limit", stats.active, stats.refused(wharf::Refused::RateLimited));
+/// tracing::info!(open = stats.active, rate_limited = stats.rejected(wharf::RejectReason::RateLimited));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,12 +100,14 @@ pub struct Stats {
     pub accepted: u64,
     /// WebSocket connections open now (upgraded, not yet ended).
     pub active: u64,
-    /// Sockets answered with an HTTP error, by reason (reasons never seen
-    /// are left out).
-    pub refused: Vec<(Refused, u64)>,
-    /// Connection ends by close code and initiator. A dropped stream counts
-    /// as 1006 with [`Initiator::Abnormal`].
-    pub closed: Vec<(CloseCode, Initiator, u64)>,
+    /// Sockets answered with an HTTP error (or dropped before the
+    /// upgrade), by reason; reasons never seen are left out. See
+    /// [`rejected`](Self::rejected) for one reason's count.
+    pub rejections: Vec<(RejectReason, u64)>,
+    /// Connection ends by close code and initiator; a dropped stream counts
+    /// as 1006 with [`Initiator::Abnormal`]. See [`closed`](Self::closed)
+    /// for one pair's count.
+    pub closes: Vec<(CloseCode, Initiator, u64)>,
     /// Closing handshakes that hit the close timeout.
     pub close_timeouts: u64,
     /// Text and binary messages received.
@@ -178,25 +117,53 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Sockets refused for `why`.
-    pub fn refused(&self, why: Refused) -> u64 {
-        self.refused
+    /// Sockets rejected for `why`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn report(stats: &wharf::Stats) {
+    ///     let flood = stats.rejected(wharf::RejectReason::RateLimited);
+    ///     tracing::info!(flood, "rate-limited connection attempts");
+    /// }
+    /// ```
+    pub fn rejected(&self, why: RejectReason) -> u64 {
+        self.rejections
             .iter()
             .find(|(r, _)| *r == why)
             .map_or(0, |(_, n)| *n)
     }
 
     /// Connections that ended with `code`, started by `initiator`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::{CloseCode, Initiator};
+    ///
+    /// fn report(stats: &wharf::Stats) {
+    ///     let expired = stats.closed(CloseCode::POLICY_VIOLATION, Initiator::Server);
+    ///     let dropped = stats.closed(CloseCode::ABNORMAL, Initiator::Abnormal);
+    ///     tracing::info!(expired, dropped, "connection ends");
+    /// }
+    /// ```
     pub fn closed(&self, code: impl Into<CloseCode>, initiator: Initiator) -> u64 {
         let code = code.into();
-        self.closed
+        self.closes
             .iter()
             .find(|(c, i, _)| *c == code && *i == initiator)
             .map_or(0, |(_, _, n)| *n)
     }
 
     /// The counters in the Prometheus text exposition format (version
-    /// 0.0.4), as served on [`Config::metrics_path`](crate::Config::metrics_path).
+    /// 0.0.4), as served on [`Server::metrics`](crate::Server::metrics).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let text = wharf::Stats::default().to_prometheus();
+    /// assert!(text.contains("wharf_connections_active 0"));
+    /// ```
     pub fn to_prometheus(&self) -> String {
         let mut out = String::with_capacity(1024);
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -218,19 +185,19 @@ impl Stats {
             "WebSocket connections open.",
             &single(self.active),
         );
-        let refused: Vec<_> = self
-            .refused
+        let rejected: Vec<_> = self
+            .rejections
             .iter()
             .map(|(why, n)| (format!("{{reason=\"{why}\"}}"), *n))
             .collect();
         family(
-            "wharf_connections_refused_total",
+            "wharf_connections_rejected_total",
             "counter",
-            "Sockets answered with an HTTP error instead of an upgrade, by reason.",
-            &refused,
+            "Sockets answered with an HTTP error (or dropped) instead of an upgrade, by reason.",
+            &rejected,
         );
         let closed: Vec<_> = self
-            .closed
+            .closes
             .iter()
             .map(|(code, initiator, n)| {
                 let labels = format!("{{code=\"{}\",initiator=\"{initiator}\"}}", code.as_u16());

@@ -15,7 +15,6 @@ use async_tungstenite::WebSocketStream;
 use futures_util::AsyncWriteExt;
 
 use super::admission::Permit;
-use super::metrics::Refused;
 use super::routes::{Endpoint, Page, Route};
 use super::state::Inner;
 use crate::connection::close::{self, CloseOutcome};
@@ -23,8 +22,8 @@ use crate::connection::conn::Conn;
 use crate::connection::driver::Driver;
 use crate::connection::handle::{ConnId, ConnInfo, Shared};
 use crate::extensions::Extensions;
-use crate::http::request::{Rejection, Request};
-use crate::http::{self, Head, Refusal};
+use crate::http::request::Request;
+use crate::http::{self, Head, Query, RejectReason, Rejection};
 use crate::rt::{self, TcpStream};
 
 /// What to do with a socket once its request head is read.
@@ -34,21 +33,20 @@ enum Decision<'a> {
     Upgrade(&'a Arc<Route>, Box<Request>, http::Upgrade, Vec<u8>),
     Page(&'a Page, bool),
     Metrics,
-    Refuse(Refusal),
     Reject(Rejection),
 }
 
 fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
     let (request, rest) = match head {
         Head::Complete(request, rest) => (request, rest),
-        Head::TooLarge => return Some(Decision::Refuse(Refusal::HeadersTooLarge)),
-        Head::Malformed => return Some(Decision::Refuse(Refusal::BadRequest("Bad request\n"))),
+        Head::TooLarge => return Some(Decision::Reject(Rejection::too_large())),
+        Head::Malformed => return Some(Decision::Reject(Rejection::malformed("Bad request\n"))),
         Head::Eof => return None,
     };
     if inner.config.metrics_path.as_deref() == Some(request.path.as_str()) {
         return Some(match request.method.as_str() {
             "GET" => Decision::Metrics,
-            _ => Decision::Refuse(Refusal::MethodNotAllowed),
+            _ => Decision::Reject(Rejection::method_not_allowed()),
         });
     }
     let route = match inner.endpoints.get(&request.path) {
@@ -57,32 +55,30 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
             return Some(match request.method.as_str() {
                 "GET" => Decision::Page(page, true),
                 "HEAD" => Decision::Page(page, false),
-                _ => Decision::Refuse(Refusal::MethodNotAllowed),
+                _ => Decision::Reject(Rejection::method_not_allowed()),
             })
         }
         None => match &inner.fallback {
             Some(route) => route,
-            None => return Some(Decision::Refuse(Refusal::NotFound)),
+            None => return Some(Decision::Reject(Rejection::not_found())),
         },
     };
     let upgrade = match http::check_upgrade(&request, &route.subprotocols) {
         Ok(upgrade) => upgrade,
-        Err(refusal) => return Some(Decision::Refuse(refusal)),
+        Err(rejection) => return Some(Decision::Reject(rejection)),
     };
     if !http::origin_allowed(&inner.origins, &request.headers) {
-        return Some(Decision::Refuse(Refusal::Forbidden));
+        return Some(Decision::Reject(Rejection::origin()));
     }
     if inner.trigger.is_fired() {
-        return Some(Decision::Refuse(Refusal::Unavailable(
-            "Server shutting down\n",
-        )));
+        return Some(Decision::Reject(Rejection::shutting_down()));
     }
     let request = Box::new(Request {
         peer,
         query: request
             .query
             .as_deref()
-            .map(http::parse_query)
+            .map(Query::parse)
             .unwrap_or_default(),
         path: request.path,
         headers: request.headers,
@@ -90,20 +86,6 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
         state: Arc::clone(&inner.state),
     });
     Some(Decision::Upgrade(route, request, upgrade, rest))
-}
-
-/// The metric a refusal before the upgrade is counted under.
-fn refused_reason(refusal: Refusal) -> Refused {
-    match refusal {
-        Refusal::NotFound => Refused::NotFound,
-        Refusal::HeadersTooLarge => Refused::TooLarge,
-        Refusal::Forbidden => Refused::Origin,
-        Refusal::Unavailable(_) => Refused::ShuttingDown,
-        Refusal::TooManyRequests => Refused::RateLimited,
-        Refusal::BadRequest(_) | Refusal::MethodNotAllowed | Refusal::UpgradeRequired => {
-            Refused::BadRequest
-        }
-    }
 }
 
 /// One accepted socket, from the first byte to the close handler.
@@ -131,23 +113,18 @@ pub(crate) async fn serve(
     };
     let decision = match inner
         .timers
-        .timeout(inner.config.handshake_timeout, handshake)
+        .timeout(inner.config.upgrade_timeout, handshake)
         .await
     {
         Some(Some(decision)) => decision,
         Some(None) => return,
         None => {
-            inner.metrics.refused(Refused::HandshakeTimeout);
-            tracing::debug!(%peer, "handshake timed out; dropping the socket");
+            inner.metrics.rejected(RejectReason::UpgradeTimeout);
+            tracing::debug!(%peer, "upgrade timed out; dropping the socket");
             return;
         }
     };
     match decision {
-        Decision::Refuse(refusal) => {
-            inner.metrics.refused(refused_reason(refusal));
-            tracing::debug!(%peer, status = refusal.status(), "refused before upgrade");
-            http::refuse(stream, refusal).await;
-        }
         Decision::Metrics => {
             let body = inner.metrics.snapshot().to_prometheus();
             let response = http::response(
@@ -160,12 +137,13 @@ pub(crate) async fn serve(
             http::send_and_close(stream, &response).await;
         }
         Decision::Reject(rejection) => {
-            inner.metrics.refused(Refused::Rejected);
+            let reason = rejection.reason();
+            inner.metrics.rejected(reason);
             if rejection.status() != rejection.requested_status() {
                 tracing::warn!(%peer, status = rejection.requested_status(), "upgrade handler rejected with a status outside 400-599; sending 500");
             }
-            tracing::debug!(%peer, status = rejection.status(), "upgrade rejected by the route's handler");
-            http::send_and_close(stream, &http::rejection(&rejection)).await;
+            tracing::debug!(%peer, status = rejection.status(), %reason, "rejected before upgrade");
+            http::reject(stream, &rejection).await;
         }
         Decision::Page(page, with_body) => {
             let mut response = http::response(200, "OK", &[], &page.body, &page.content_type);

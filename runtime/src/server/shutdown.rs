@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::connection::close::{CloseCode, CloseOutcome};
+use crate::connection::close::{CloseCode, CloseOutcome, CloseSummary};
 use crate::connection::handle::{ConnId, Handle};
 use crate::rt;
 
@@ -57,32 +57,6 @@ async fn wait_until(event: &Event, ready: impl Fn() -> bool) {
             return;
         }
         listener.await;
-    }
-}
-
-/// How the connections open at a graceful shutdown ended, returned by
-/// [`Listening::run`](crate::Listening::run).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShutdownSummary {
-    /// Closing handshakes that completed.
-    pub clean: usize,
-    /// Peers that did not answer the Close frame within the close timeout.
-    pub timed_out: usize,
-    /// Peers whose stream failed during the handshake.
-    pub peer_gone: usize,
-    /// Connections still open at the drain deadline, dropped without
-    /// finishing their handshake (a connection whose handshake finished but
-    /// whose handler was still running counts under its outcome).
-    pub dropped: usize,
-    /// How long the drain took.
-    pub duration: Duration,
-}
-
-impl ShutdownSummary {
-    /// Every connection the shutdown ended.
-    pub fn total(&self) -> usize {
-        self.clean + self.timed_out + self.peer_gone + self.dropped
     }
 }
 
@@ -164,7 +138,7 @@ pub(crate) async fn drain(
     code: CloseCode,
     reason: &str,
     limit: Duration,
-) -> ShutdownSummary {
+) -> CloseSummary {
     let started = Instant::now();
     let handles = live.handles();
     tracing::info!(
@@ -192,7 +166,7 @@ pub(crate) async fn drain(
             tracing::warn!("close handlers still running after the drain; returning anyway");
         }
     }
-    let summary = ShutdownSummary {
+    let summary = CloseSummary {
         clean: tally.clean.load(Ordering::Relaxed),
         timed_out: tally.timed_out.load(Ordering::Relaxed),
         peer_gone: tally.peer_gone.load(Ordering::Relaxed),

@@ -44,8 +44,8 @@ pub(crate) struct Inner {
     pub(crate) timers: Arc<Timers>,
     /// How connections ended during a drain.
     pub(crate) tally: Tally,
-    /// Refusal responses being written at accept time; see `refuse_early`.
-    pub(crate) refusing: AtomicUsize,
+    /// Rejections being written at accept time; see `reject_early`.
+    pub(crate) rejecting: AtomicUsize,
 }
 
 impl Host for Inner {

@@ -822,7 +822,7 @@ pub struct Running {
     pub handle: wharf::ServerHandle,
     /// The task running `Listening::run`: resolves with the shutdown
     /// summary once a graceful shutdown has drained.
-    pub run: async_std::task::JoinHandle<wharf::Result<wharf::ShutdownSummary>>,
+    pub run: async_std::task::JoinHandle<wharf::Result<wharf::CloseSummary>>,
 }
 
 /// Binds `server` to 127.0.0.1:0, takes its handle, and runs it in a

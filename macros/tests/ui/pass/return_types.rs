@@ -1,5 +1,5 @@
 //! Every event with every return type it allows, parameters named freely.
-use wharf::{Bytes, Closed, Conn, Message, Rejection, Request, Utf8Bytes};
+use wharf::{Bytes, Closed, Conn, Message, Rejection, Request, Text};
 
 #[derive(Debug)]
 struct AppError;
@@ -71,8 +71,8 @@ async fn message_bytes(_conn: &Conn, _msg: Message) -> Bytes {
 }
 
 #[wharf::on("message")]
-async fn message_utf8(_conn: &Conn, _msg: Message) -> Utf8Bytes {
-    Utf8Bytes::from_static("text")
+async fn message_utf8(_conn: &Conn, _msg: Message) -> Text {
+    Text::from_static("text")
 }
 
 #[wharf::on("message")]
