@@ -29,11 +29,26 @@ pub struct Extensions {
 
 impl Extensions {
     /// An empty map.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ext = wharf::Extensions::new();
+    /// assert!(ext.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Stores `value`, returning the previous value of its type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = wharf::Extensions::new();
+    /// assert_eq!(ext.insert("ann".to_string()), None);
+    /// assert_eq!(ext.insert("bob".to_string()), Some("ann".to_string()));
+    /// ```
     pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
         self.map
             .get_or_insert_with(Box::default)
@@ -42,11 +57,31 @@ impl Extensions {
     }
 
     /// The value of type `T`, if one is stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct UserId(u64);
+    ///
+    /// let mut ext = wharf::Extensions::new();
+    /// ext.insert(UserId(42));
+    /// assert_eq!(ext.get::<UserId>().map(|u| u.0), Some(42));
+    /// assert!(ext.get::<String>().is_none());
+    /// ```
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         self.map.as_ref()?.get(&TypeId::of::<T>())?.downcast_ref()
     }
 
     /// The value of type `T`, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = wharf::Extensions::new();
+    /// ext.insert(0u32);
+    /// *ext.get_mut::<u32>().unwrap() += 1;
+    /// assert_eq!(ext.get::<u32>(), Some(&1));
+    /// ```
     pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
         self.map
             .as_mut()?
@@ -55,6 +90,15 @@ impl Extensions {
     }
 
     /// Removes and returns the value of type `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = wharf::Extensions::new();
+    /// ext.insert(7u8);
+    /// assert_eq!(ext.remove::<u8>(), Some(7));
+    /// assert_eq!(ext.remove::<u8>(), None);
+    /// ```
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
         self.map
             .as_mut()?
@@ -63,16 +107,40 @@ impl Extensions {
     }
 
     /// Number of stored values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = wharf::Extensions::new();
+    /// ext.insert(1u8);
+    /// ext.insert(2u16);
+    /// assert_eq!(ext.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.map.as_ref().map_or(0, |m| m.len())
     }
 
     /// Whether nothing is stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(wharf::Extensions::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Drops every value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = wharf::Extensions::new();
+    /// ext.insert(1u8);
+    /// ext.clear();
+    /// assert!(ext.is_empty());
+    /// ```
     pub fn clear(&mut self) {
         self.map = None;
     }

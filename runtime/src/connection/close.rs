@@ -70,12 +70,27 @@ impl CloseCode {
     pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
 
     /// The numeric value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(wharf::CloseCode::POLICY_VIOLATION.as_u16(), 1008);
+    /// ```
     pub const fn as_u16(self) -> u16 {
         self.0
     }
 
     /// Whether this code may be put in a Close frame: 1000-1003, 1007-1014,
     /// and the registered (3000-3999) and private (4000-4999) ranges.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::CloseCode;
+    ///
+    /// assert!(CloseCode::from(4001).is_sendable());
+    /// assert!(!CloseCode::NO_STATUS.is_sendable()); // 1005 is only ever reported
+    /// ```
     pub const fn is_sendable(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }

@@ -360,22 +360,50 @@ mod json {
 
     impl JsonError {
         /// The line (from 1) where the problem was found.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("{\n  oops").json::<serde_json::Value>().unwrap_err() else { unreachable!() };
+        /// assert_eq!(err.line(), 2);
+        /// ```
         pub fn line(&self) -> usize {
             self.0.line()
         }
 
         /// The column (from 1) where the problem was found.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("[1, x]").json::<Vec<u8>>().unwrap_err() else { unreachable!() };
+        /// assert_eq!(err.column(), 5);
+        /// ```
         pub fn column(&self) -> usize {
             self.0.column()
         }
 
         /// The message is not JSON at all (or is cut short).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("{").json::<serde_json::Value>().unwrap_err() else { unreachable!() };
+        /// assert!(err.is_syntax());
+        /// ```
         pub fn is_syntax(&self) -> bool {
             self.0.is_syntax() || self.0.is_eof()
         }
 
         /// The message is JSON, but not of the type asked for (a missing
         /// field, a string where a number belongs, ...).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("\"text\"").json::<u32>().unwrap_err() else { unreachable!() };
+        /// assert!(err.is_data());
+        /// ```
         pub fn is_data(&self) -> bool {
             self.0.is_data()
         }

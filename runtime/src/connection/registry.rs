@@ -48,16 +48,45 @@ impl Registry {
     }
 
     /// Number of live connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     conn.send(format!("{} online", conn.registry().count())).await
+    /// }
+    /// ```
     pub fn count(&self) -> usize {
         self.lock().len()
     }
 
     /// The connection with this id, if it is still live.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn poke(registry: &wharf::Registry, id: wharf::ConnId) -> wharf::Result<()> {
+    ///     match registry.get(id) {
+    ///         Some(handle) => handle.send("poke").await,
+    ///         None => Ok(()), // already gone
+    ///     }
+    /// }
+    /// ```
     pub fn get(&self, id: ConnId) -> Option<Handle> {
         self.lock().get(&id).cloned()
     }
 
     /// A snapshot of every live connection, in no particular order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn tick(registry: &wharf::Registry) {
+    ///     for handle in registry.handles() {
+    ///         let _ = handle.try_send("tick");
+    ///     }
+    /// }
+    /// ```
     pub fn handles(&self) -> Vec<Handle> {
         self.lock().values().cloned().collect()
     }
@@ -92,7 +121,20 @@ impl Registry {
             .count()
     }
 
-    /// Closes connection `id`; `None` when it is not live.
+    /// Closes connection `id` (see [`Handle::close`]); `None` when it is
+    /// not live.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn revoke(registry: &wharf::Registry, id: wharf::ConnId) {
+    ///     match registry.close(id, wharf::CloseCode::POLICY_VIOLATION, "Token revoked").await {
+    ///         Some(Ok(outcome)) => tracing::info!(%id, %outcome, "revoked"),
+    ///         Some(Err(err)) => tracing::error!(%id, %err, "bad close code"),
+    ///         None => tracing::debug!(%id, "not connected"),
+    ///     }
+    /// }
+    /// ```
     pub async fn close(
         &self,
         id: ConnId,

@@ -151,11 +151,41 @@ impl fmt::Debug for HandlerFns {
 
 impl HandlerFns {
     /// An empty set: every event has its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf as ws;
+    ///
+    /// #[ws::on("message")]
+    /// async fn echo(_conn: &ws::Conn, msg: ws::Message) -> ws::Message {
+    ///     msg
+    /// }
+    ///
+    /// // The same as `ws::handlers![echo]`, built by hand.
+    /// let fns = ws::HandlerFns::new().on(echo {});
+    /// let server = ws::Server::new().route("/", fns);
+    /// # drop(server);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds an annotated handler (its companion, `name {}`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf as ws;
+    ///
+    /// #[ws::on("connect")]
+    /// async fn hello(conn: &ws::Conn) -> ws::Result<()> {
+    ///     conn.send("hello").await
+    /// }
+    ///
+    /// let fns = ws::HandlerFns::new().on(hello {});
+    /// # drop(fns);
+    /// ```
     pub fn on<C: Companion>(mut self, companion: C) -> Self {
         fn put<F>(
             slot: &mut Option<(&'static str, F)>,

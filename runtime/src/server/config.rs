@@ -133,6 +133,14 @@ pub struct ConnectRate {
 
 impl ConnectRate {
     /// `per_second` connections a second, bursts of `burst`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // On average one connection a second per address, bursts of five.
+    /// let rate = wharf::ConnectRate::new(1.0, 5);
+    /// assert_eq!(rate.burst, 5);
+    /// ```
     pub fn new(per_second: f64, burst: u32) -> Self {
         ConnectRate { per_second, burst }
     }

@@ -42,18 +42,52 @@ impl Listening {
 
     /// The address the listener is bound to (with the real port when bound
     /// to port 0).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let port = listening.local_addr().port(); // the port picked for :0
+    /// # let _ = port;
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// The registry of live connections; clones stay valid while the server
     /// runs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let registry = listening.registry();
+    /// async_std::task::spawn(listening.run());
+    /// // later, from an admin task:
+    /// let online = registry.count();
+    /// # let _ = online;
+    /// # Ok(()) }
+    /// ```
     pub fn registry(&self) -> Registry {
         self.inner.registry.clone()
     }
 
     /// A clonable handle to the running server: counters, registry and the
     /// shutdown trigger.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let server = listening.handle();
+    /// async_std::task::spawn(listening.run());
+    /// server.shutdown(); // a deploy: close everything with 1001 and return
+    /// # Ok(()) }
+    /// ```
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             inner: Arc::clone(&self.inner),
@@ -113,6 +147,20 @@ impl Listening {
     ///
     /// Dropping this future stops accepting without closing anything; each
     /// connection still finishes its own life.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let summary = wharf::Server::new()
+    ///     .bind("127.0.0.1:9001")
+    ///     .await?
+    ///     .shutdown_on_signals()
+    ///     .run()
+    ///     .await?;
+    /// tracing::info!(clean = summary.clean, dropped = summary.dropped, "stopped");
+    /// # Ok(()) }
+    /// ```
     pub async fn run(self) -> Result<CloseSummary> {
         let Listening {
             listener,
@@ -175,26 +223,81 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// Starts a graceful shutdown; see [`Listening::run`]. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let server = listening.handle();
+    /// let running = async_std::task::spawn(listening.run());
+    /// server.shutdown();
+    /// let summary = running.await?;
+    /// assert_eq!(summary.total(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn shutdown(&self) {
         self.inner.trigger.fire();
     }
 
     /// Whether a shutdown has been triggered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let server = listening.handle();
+    /// assert!(!server.is_shutting_down());
+    /// server.shutdown();
+    /// assert!(server.is_shutting_down());
+    /// # Ok(()) }
+    /// ```
     pub fn is_shutting_down(&self) -> bool {
         self.inner.trigger.is_fired()
     }
 
     /// A snapshot of the server's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let stats = listening.handle().stats();
+    /// assert_eq!(stats.active, 0);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> Stats {
         self.inner.metrics.snapshot()
     }
 
     /// The registry of live connections.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let server = listening.handle();
+    /// assert_eq!(server.registry().count(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn registry(&self) -> Registry {
         self.inner.registry.clone()
     }
 
     /// The address the server listens on.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// let server = listening.handle();
+    /// assert_eq!(server.local_addr(), listening.local_addr());
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

@@ -40,6 +40,18 @@ impl fmt::Debug for Route {
 impl Route {
     /// A route serving `handler` at exactly `path` (no prefix matching; the
     /// query string is ignored when matching).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::{Handler, Route};
+    ///
+    /// struct Chat;
+    /// impl Handler for Chat {}
+    ///
+    /// let route = Route::new("/chat", Chat);
+    /// # drop(route);
+    /// ```
     pub fn new(path: impl Into<String>, handler: impl Handler) -> Self {
         Route {
             path: path.into(),
@@ -52,6 +64,20 @@ impl Route {
     /// the client's `Sec-WebSocket-Protocol` list that appears here; with
     /// none in common the upgrade proceeds without a subprotocol (RFC 6455
     /// 4.2.2) and [`Conn::subprotocol`](crate::Conn::subprotocol) is `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wharf::{Handler, Route};
+    ///
+    /// struct Chat;
+    /// impl Handler for Chat {}
+    ///
+    /// // A client offering "chat.v1, chat.v2" gets chat.v1: the client's
+    /// // order is its preference.
+    /// let route = Route::new("/chat", Chat).subprotocols(["chat.v2", "chat.v1"]);
+    /// # drop(route);
+    /// ```
     pub fn subprotocols<I, S>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = S>,
