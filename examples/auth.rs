@@ -29,8 +29,8 @@
 //!     -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=='
 //! ```
 
+use clap::Parser;
 use wharf as ws;
-use wharf_examples::{Cli, Flag};
 use ws::{CloseCode, Conn, Message, Rejection, Request};
 
 /// The one token both routes accept. A real server would look it up.
@@ -71,19 +71,20 @@ pub fn app() -> ws::Server {
 }
 
 /// The command line.
-const CLI: Cli = Cli {
-    program: "auth",
-    about: "Token authentication at the upgrade (/strict) and at connect (/).",
-    flags: &[Flag {
-        name: "--addr",
-        value: "HOST:PORT",
-        help: "listen address (default 127.0.0.1:8081)",
-    }],
-};
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth",
+    about = "Token authentication at the upgrade (/strict) and at connect (/)."
+)]
+struct Options {
+    /// Listen address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8081")]
+    addr: String,
+}
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let addr = CLI.parse_env_or_exit(|args| Ok(args.get_or("--addr", "127.0.0.1:8081")));
+    let Options { addr } = Options::parse();
     wharf_examples::init_logging();
     app()
         .bind(addr.as_str())

@@ -32,8 +32,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use clap::Parser;
 use wharf as ws;
-use wharf_examples::{Cli, Flag};
 use ws::{CloseCode, Closed, Conn, ConnId, Message};
 
 /// The route of the room.
@@ -196,19 +196,20 @@ pub fn app() -> ws::Server {
 }
 
 /// The command line.
-const CLI: Cli = Cli {
-    program: "chat",
-    about: "A chat room: open http://HOST:PORT/ in a browser.",
-    flags: &[Flag {
-        name: "--addr",
-        value: "HOST:PORT",
-        help: "listen address (default 127.0.0.1:8080)",
-    }],
-};
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat",
+    about = "A chat room: open http://HOST:PORT/ in a browser."
+)]
+struct Options {
+    /// Listen address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    addr: String,
+}
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let addr = CLI.parse_env_or_exit(|args| Ok(args.get_or("--addr", "127.0.0.1:8080")));
+    let Options { addr } = Options::parse();
     wharf_examples::init_logging();
     let server = app().bind(addr.as_str()).await?;
     tracing::info!("open http://{}/ in a browser", server.local_addr());

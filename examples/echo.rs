@@ -21,8 +21,9 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use wharf as ws;
-use wharf_examples::{Args, Cli, CliError, Flag};
+use wharf_examples::{millis, positive};
 use ws::{CloseCode, Conn, ConnectRate, Message};
 
 /// Echoes every message back; `kick` ends the session from the server side.
@@ -39,97 +40,70 @@ async fn echo(conn: &Conn, msg: Message) -> ws::Result<Option<Message>> {
 /// The default message and frame limit: big enough for Autobahn's cases.
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// The command line.
-const CLI: Cli = Cli {
-    program: "echo",
-    about: "A WebSocket echo server on every path; the message `kick` closes with 1008.",
-    flags: &[
-        Flag { name: "--addr", value: "HOST:PORT", help: "listen address (default 127.0.0.1:9001)" },
-        Flag { name: "--idle-timeout-ms", value: "N", help: "close with 1001 \"Idle timeout\" after N ms in which the peer sent nothing (default: none)" },
-        Flag { name: "--ping-interval-ms", value: "N", help: "ping a quiet peer after N ms (default 30000)" },
-        Flag { name: "--pong-timeout-ms", value: "N", help: "drop a peer that has not answered a ping in N ms (default 20000)" },
-        Flag { name: "--session-ttl-ms", value: "N", help: "close with 1008 \"Session expired\" N ms after connect (default: none)" },
-        Flag { name: "--max-message", value: "BYTES", help: "largest message and frame; bigger ones close with 1009 (default 64 MiB)" },
-        Flag { name: "--max-conns", value: "N", help: "most open connections; more get HTTP 503 (default: none)" },
-        Flag { name: "--max-conns-per-ip", value: "N", help: "most open connections per IP; more get HTTP 429 (default: none)" },
-        Flag { name: "--connect-rate", value: "N", help: "new connections per second per IP, bursts of N; more get HTTP 429 (default: none)" },
-        Flag { name: "--origin", value: "URL", help: "allowed Origin, e.g. http://localhost:8000; repeatable; others get HTTP 403 (default: all)" },
-        Flag { name: "--drain-ms", value: "N", help: "graceful shutdown waits N ms for closing handshakes (default 10000)" },
-        Flag { name: "--metrics", value: "PATH", help: "serve Prometheus counters on GET PATH, e.g. /metrics (default: off)" },
-    ],
-};
-
 /// What the command line asked for. `None` keeps the server's default.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Parser)]
+#[command(
+    name = "echo",
+    about = "A WebSocket echo server on every path; the message `kick` closes with 1008.",
+    // `--idle-timeout-ms -1` is a bad value, not a flag called "-1".
+    allow_negative_numbers = true
+)]
 pub struct Options {
-    /// Where to listen.
+    /// Listen address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9001")]
     pub addr: String,
-    /// `--idle-timeout-ms`.
+    /// Close with 1001 "Idle timeout" after N ms in which the peer sent
+    /// nothing [default: none].
+    #[arg(long = "idle-timeout-ms", value_name = "N", value_parser = millis)]
     pub idle_timeout: Option<Duration>,
-    /// `--ping-interval-ms`.
+    /// Ping a quiet peer after N ms [default: 30000].
+    #[arg(long = "ping-interval-ms", value_name = "N", value_parser = millis)]
     pub ping_interval: Option<Duration>,
-    /// `--pong-timeout-ms`.
+    /// Drop a peer that has not answered a ping in N ms [default: 20000].
+    #[arg(long = "pong-timeout-ms", value_name = "N", value_parser = millis)]
     pub pong_timeout: Option<Duration>,
-    /// `--session-ttl-ms`.
+    /// Close with 1008 "Session expired" N ms after connect [default: none].
+    #[arg(long = "session-ttl-ms", value_name = "N", value_parser = millis)]
     pub session_ttl: Option<Duration>,
-    /// `--max-message`: message and frame limit, in bytes.
+    /// Largest message and frame; bigger ones close with 1009.
+    #[arg(long = "max-message", value_name = "BYTES", default_value_t = MAX_MESSAGE, value_parser = positive::<usize>)]
     pub max_message: usize,
-    /// `--max-conns`.
+    /// Most open connections; more get HTTP 503 [default: none].
+    #[arg(long = "max-conns", value_name = "N", value_parser = positive::<usize>)]
     pub max_conns: Option<usize>,
-    /// `--max-conns-per-ip`.
+    /// Most open connections per IP; more get HTTP 429 [default: none].
+    #[arg(long = "max-conns-per-ip", value_name = "N", value_parser = positive::<usize>)]
     pub max_conns_per_ip: Option<usize>,
-    /// `--connect-rate`.
+    /// New connections per second per IP, bursts of N; more get HTTP 429
+    /// [default: none].
+    #[arg(long = "connect-rate", value_name = "N", value_parser = positive::<u32>)]
     pub connect_rate: Option<u32>,
-    /// `--origin`, every one given.
+    /// Allowed Origin, e.g. http://localhost:8000; repeatable; others get
+    /// HTTP 403 [default: all].
+    #[arg(long = "origin", value_name = "URL", value_parser = origin)]
     pub origins: Vec<String>,
-    /// `--drain-ms`.
+    /// Graceful shutdown waits N ms for closing handshakes [default: 10000].
+    #[arg(long = "drain-ms", value_name = "N", value_parser = millis)]
     pub drain: Option<Duration>,
-    /// `--metrics`.
+    /// Serve Prometheus counters on GET PATH, e.g. /metrics [default: off].
+    #[arg(long, value_name = "PATH", value_parser = path)]
     pub metrics: Option<String>,
 }
 
-impl Options {
-    /// Parses a command line (without the program name).
-    pub fn parse<I, S>(args: I) -> Result<Options, CliError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Options::from_args(&CLI.parse(args)?)
+/// An origin: a scheme, then `://` and a host (the server checks the rest).
+fn origin(value: &str) -> Result<String, String> {
+    match value.split_once("://") {
+        Some((scheme, host)) if !scheme.is_empty() && !host.is_empty() => Ok(value.to_owned()),
+        _ => Err("expected an origin like http://localhost:8000".into()),
     }
+}
 
-    /// Reads and checks the flags' values.
-    fn from_args(args: &Args) -> Result<Options, CliError> {
-        let origins: Vec<String> = args.all("--origin").map(str::to_owned).collect();
-        if let Some(bad) = origins.iter().find(|origin| !origin.contains("://")) {
-            return Err(CliError::BadValue {
-                flag: "--origin",
-                value: bad.clone(),
-                expected: "an origin like http://localhost:8000",
-            });
-        }
-        let metrics = args.get("--metrics").map(str::to_owned);
-        if let Some(path) = metrics.as_ref().filter(|path| !path.starts_with('/')) {
-            return Err(CliError::BadValue {
-                flag: "--metrics",
-                value: path.clone(),
-                expected: "a path starting with '/'",
-            });
-        }
-        Ok(Options {
-            addr: args.get_or("--addr", "127.0.0.1:9001"),
-            idle_timeout: args.millis("--idle-timeout-ms")?,
-            ping_interval: args.millis("--ping-interval-ms")?,
-            pong_timeout: args.millis("--pong-timeout-ms")?,
-            session_ttl: args.millis("--session-ttl-ms")?,
-            max_message: args.positive("--max-message")?.unwrap_or(MAX_MESSAGE),
-            max_conns: args.positive("--max-conns")?,
-            max_conns_per_ip: args.positive("--max-conns-per-ip")?,
-            connect_rate: args.positive("--connect-rate")?,
-            origins,
-            drain: args.millis("--drain-ms")?,
-            metrics,
-        })
+/// A path served by the server: it starts with '/'.
+fn path(value: &str) -> Result<String, String> {
+    if value.starts_with('/') {
+        Ok(value.to_owned())
+    } else {
+        Err("expected a path starting with '/'".into())
     }
 }
 
@@ -175,7 +149,7 @@ pub fn app(options: &Options) -> ws::Server {
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let options = CLI.parse_env_or_exit(Options::from_args);
+    let options = Options::parse();
     wharf_examples::init_logging();
     // The server logs the shutdown's summary itself ("shutdown complete").
     app(&options)

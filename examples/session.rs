@@ -23,8 +23,9 @@
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use wharf as ws;
-use wharf_examples::{Cli, CliError, Flag};
+use wharf_examples::millis;
 use ws::{CloseCode, Conn, Message};
 
 /// How long a session lasts; one value for the server, registered with
@@ -70,30 +71,23 @@ pub fn app(ttl: Duration) -> ws::Server {
 }
 
 /// The command line.
-const CLI: Cli = Cli {
-    program: "session",
-    about: "An echo server whose sessions expire: the first message after the TTL gets 1008.",
-    flags: &[
-        Flag {
-            name: "--addr",
-            value: "HOST:PORT",
-            help: "listen address (default 127.0.0.1:8082)",
-        },
-        Flag {
-            name: "--ttl-ms",
-            value: "N",
-            help: "session lifetime in milliseconds (default 10000)",
-        },
-    ],
-};
+#[derive(Debug, Parser)]
+#[command(
+    name = "session",
+    about = "An echo server whose sessions expire: the first message after the TTL gets 1008."
+)]
+struct Options {
+    /// Listen address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8082")]
+    addr: String,
+    /// Session lifetime in milliseconds.
+    #[arg(long = "ttl-ms", value_name = "N", default_value = "10000", value_parser = millis)]
+    ttl: Duration,
+}
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let (addr, ttl) = CLI.parse_env_or_exit(|args| {
-        let addr = args.get_or("--addr", "127.0.0.1:8082");
-        let ttl = args.millis("--ttl-ms")?.unwrap_or(Duration::from_secs(10));
-        Ok::<_, CliError>((addr, ttl))
-    });
+    let Options { addr, ttl } = Options::parse();
     wharf_examples::init_logging();
     tracing::info!(
         ttl_ms = ttl.as_millis() as u64,

@@ -10,14 +10,20 @@ mod echo;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message as WsMessage;
+use clap::error::ErrorKind;
+use clap::Parser;
 use echo::{app, Options};
 use futures_util::StreamExt;
 use support::*;
-use wharf_examples::CliError;
+
+/// Parses a command line the way `cargo run --example echo -- ARGS` would.
+fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, clap::Error> {
+    Options::try_parse_from(std::iter::once("echo").chain(args))
+}
 
 /// Starts the echo example with the flags in `args`.
 async fn start_with(args: &[&str]) -> Running {
-    let options = Options::parse(args.iter().copied()).expect("flags");
+    let options = parse(args.iter().copied()).expect("flags");
     start(app(&options)).await
 }
 
@@ -58,7 +64,7 @@ async fn kick_closes_with_1008_session_expired() {
 
 #[test]
 fn without_flags_it_keeps_the_defaults_and_a_64_mib_limit() {
-    let options = Options::parse(Vec::<String>::new()).unwrap();
+    let options = parse([]).unwrap();
     assert_eq!(
         options,
         Options {
@@ -80,7 +86,7 @@ fn without_flags_it_keeps_the_defaults_and_a_64_mib_limit() {
 
 #[test]
 fn every_flag_is_read() {
-    let options = Options::parse([
+    let options = parse([
         "--addr=127.0.0.1:7000",
         "--idle-timeout-ms=1",
         "--ping-interval-ms=2",
@@ -118,41 +124,45 @@ fn every_flag_is_read() {
 
 #[test]
 fn bad_command_lines_are_refused_with_status_2() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["--bogus", "1"], "unknown flag \"--bogus\""),
-        (&["9001"], "unexpected argument \"9001\""),
-        (&["--max-message"], "--max-message needs a value"),
+    // Each mistake, and what the message must name.
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--bogus", "1"], &["--bogus"]),
+        (&["9001"], &["9001"]),
+        (&["--max-message"], &["--max-message"]),
         (
             &["--max-message", "1k"],
-            "--max-message \"1k\": expected a whole number of at least 1",
+            &["--max-message", "1k", "at least 1"],
         ),
-        (
-            &["--max-conns", "0"],
-            "--max-conns \"0\": expected a whole number of at least 1",
-        ),
+        (&["--max-conns", "0"], &["--max-conns", "0", "at least 1"]),
         (
             &["--idle-timeout-ms", "-1"],
-            "--idle-timeout-ms \"-1\": expected a whole number of at least 1",
+            &["--idle-timeout-ms", "-1", "at least 1"],
         ),
         (
             &["--connect-rate", "5000000000"],
-            "--connect-rate \"5000000000\": expected a whole number of at least 1",
+            &["--connect-rate", "5000000000", "at least 1"],
         ),
         (
             &["--origin", "localhost:8000"],
-            "--origin \"localhost:8000\": expected an origin like http://localhost:8000",
+            &["--origin", "localhost:8000", "http://localhost:8000"],
         ),
-        (
-            &["--metrics", "metrics"],
-            "--metrics \"metrics\": expected a path starting with '/'",
-        ),
+        (&["--metrics", "metrics"], &["--metrics", "metrics", "'/'"]),
     ];
-    for (args, message) in cases {
-        let err = Options::parse(args.iter().copied()).unwrap_err();
-        assert_eq!(err.to_string(), *message, "{args:?}");
+    for (args, names) in cases {
+        let err = parse(args.iter().copied()).unwrap_err();
+        let message = err.to_string();
+        for name in *names {
+            assert!(
+                message.contains(name),
+                "{args:?}: {message:?} does not name {name:?}"
+            );
+        }
         assert_eq!(err.exit_code(), 2, "{args:?}");
     }
-    assert_eq!(Options::parse(["--help"]), Err(CliError::Help));
+    let help = parse(["--help"]).unwrap_err();
+    assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+    assert_eq!(help.exit_code(), 0);
+    assert!(help.to_string().contains("--max-conns-per-ip"), "{help}");
 }
 
 // ---- each policy flag reaches the server ----
