@@ -226,6 +226,41 @@ async fn connections_beyond_max_connections_are_refused_with_503() {
     eventually("one connection left", || running.handle.stats().active == 1).await;
 }
 
+/// A default port or a trailing slash is the same origin, in the list and
+/// in the request: `https://chat.example:443` is `https://chat.example`.
+#[async_std::test]
+async fn a_default_port_is_the_same_origin() {
+    let (running, recorded) = start_recording(
+        Server::new()
+            .allow_origin("https://chat.example:443/")
+            .allow_origin("http://LOCALHOST"),
+    )
+    .await;
+    let server = &running.server;
+    for (origin, expected) in [
+        ("https://chat.example", 101),
+        ("https://chat.example:443", 101),
+        ("https://CHAT.example/", 101),
+        ("http://localhost:80", 101),
+        ("http://localhost", 101),
+        ("https://chat.example:8443", 403),
+        ("http://chat.example", 403),
+        ("null", 403),
+        ("not an origin", 403),
+    ] {
+        let request = request_with("/", &[("Origin", origin)]);
+        let (head, mut stream) = exchange_from(HOME, server, &request).await;
+        assert_eq!(status(&head), expected, "{origin}: {head}");
+        if expected == 101 {
+            RawPeer::upgraded(stream).close_cleanly().await;
+        } else {
+            wait_until_dropped(&mut stream, STEP).await;
+        }
+    }
+    recorded.assert_all_closed().await;
+    assert_eq!(running.handle.stats().rejected(RejectReason::Origin), 4);
+}
+
 #[async_std::test]
 async fn only_allowed_origins_may_upgrade() {
     let (running, recorded) = start_recording(Server::new().allow_origin("http://a.example")).await;
@@ -251,7 +286,7 @@ async fn only_allowed_origins_may_upgrade() {
         RawPeer::upgraded(stream).close_cleanly().await;
     }
 
-    // RejectReason: another host, another port, two Origin headers.
+    // Rejected: another host, another port, two Origin headers.
     for headers in [
         &[("Origin", "http://b.example")][..],
         &[("Origin", "http://a.example:8080")][..],

@@ -427,3 +427,61 @@ async fn close_all_counts_a_silent_peer_as_timed_out() {
     silent.expect_eof().await;
     eventually("registry empty", || server.registry.count() == 0).await;
 }
+
+/// `Handle::closed()` waits for the end from another task, whoever ends the
+/// connection, and resolves at once once it has ended.
+#[async_std::test]
+async fn closed_waits_for_the_end_from_another_task() {
+    let (server, events) = start_tracked(Server::new(), &["/"]).await;
+    let (mut client, handle) = join(&server, &events, "/").await;
+    let waiting = {
+        let handle = handle.clone();
+        async_std::task::spawn(async move { handle.closed().await })
+    };
+    assert_echo(&mut client, "still open").await;
+    send_normal_close(&mut client, "bye").await;
+    assert_eq!(within("closed()", waiting).await, CloseOutcome::Clean);
+    let _ = closed_event(&events).await;
+    // Already ended: at once, with the same outcome.
+    assert_eq!(
+        within("closed() again", handle.closed()).await,
+        CloseOutcome::Clean
+    );
+}
+
+/// An id printed by one part of an application (a log line, an admin URL)
+/// parses back and reaches the same connection.
+#[async_std::test]
+async fn an_id_round_trips_through_text_to_the_registry() {
+    let (server, events) = start_tracked(Server::new(), &["/"]).await;
+    let (mut client, handle) = join(&server, &events, "/").await;
+    let text = handle.id().to_string();
+    let id: ConnId = text.parse().expect("an id parses");
+    assert_eq!(id, handle.id());
+    assert_eq!(ConnId::from(id.get()), id);
+    assert!("12x".parse::<ConnId>().is_err());
+    let closing = {
+        let registry = server.registry.clone();
+        async_std::task::spawn(async move {
+            registry
+                .close(id, CloseCode::POLICY_VIOLATION, "Token revoked")
+                .await
+        })
+    };
+    match within("the server's close", client.next()).await {
+        Some(Ok(WsMessage::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert_eq!(frame.reason.as_str(), "Token revoked");
+        }
+        other => panic!("expected the Close frame, got {other:?}"),
+    }
+    // The client's answer completes the handshake.
+    while within("the end", client.next()).await.is_some() {}
+    let outcome = within("close by id", closing).await;
+    assert!(
+        matches!(outcome, Some(Ok(CloseOutcome::Clean))),
+        "{outcome:?}"
+    );
+    let (closed_id, _, _) = closed_event(&events).await;
+    assert_eq!(closed_id, id);
+}
