@@ -5,7 +5,7 @@
 mod support;
 
 use async_tungstenite::tungstenite::Message as WsMessage;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use support::*;
 use wharf as ws;
