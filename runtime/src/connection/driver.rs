@@ -70,13 +70,13 @@ pub(crate) trait Host: Sync {
 enum Phase {
     /// Both directions open: messages flow, handlers run.
     Open,
-    /// We are closing: queued messages are flushed, then our Close frame
-    /// (`sent` once it is written); data from the peer is discarded until
-    /// its Close arrives or the deadline passes.
+    /// We are closing: queued messages are written, then our Close frame;
+    /// data from the peer is discarded until its Close arrives; then what we
+    /// wrote is flushed. All of it within the close deadline.
     ClosingByUs {
         code: CloseCode,
         reason: String,
-        sent: bool,
+        stage: CloseStage,
     },
     /// The peer's Close arrived and tungstenite queued the echo; we flush it,
     /// then close the TCP stream.
@@ -93,6 +93,22 @@ enum Phase {
     },
     /// The socket is closed; the driver waits for the running handler.
     Terminated,
+}
+
+/// Steps of [`Phase::ClosingByUs`].
+#[derive(Debug, Clone, Copy)]
+enum CloseStage {
+    /// Queued messages are handed to the socket, then our Close frame. A
+    /// Close from the peer now means the peer closed first
+    /// ([`Phase::ClosedByPeer`]).
+    Sending,
+    /// Our Close is handed over (perhaps not yet written); we flush and
+    /// read, discarding data, until the peer's Close arrives.
+    Awaiting,
+    /// The peer's Close arrived. Our Close and what preceded it may still
+    /// be waiting for the peer to read: the close is clean only once they
+    /// are flushed, then the server closes TCP.
+    Acknowledged,
 }
 
 /// Steps of [`Phase::Failing`].
@@ -350,7 +366,7 @@ impl<'c> Driver<'c> {
         self.phase = Phase::ClosingByUs {
             code,
             reason,
-            sent: false,
+            stage: CloseStage::Sending,
         };
     }
 
@@ -602,17 +618,28 @@ impl<'c> Driver<'c> {
     }
 
     fn poll_closing_by_us(&mut self, cx: &mut Context<'_>) -> bool {
+        let Phase::ClosingByUs { stage, .. } = self.phase else {
+            return false;
+        };
         let mut progress = false;
-        if let Phase::ClosingByUs { sent: false, .. } = self.phase {
-            match self.poll_send_close(cx) {
+        match stage {
+            CloseStage::Sending => match self.poll_send_close(cx) {
                 Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
                 Ok(false) => {}
                 Ok(true) => {
-                    if let Phase::ClosingByUs { sent, .. } = &mut self.phase {
-                        *sent = true;
-                    }
+                    self.set_close_stage(CloseStage::Awaiting);
                     progress = true;
                 }
+            },
+            CloseStage::Awaiting => {}
+            CloseStage::Acknowledged => {
+                return match self.poll_flush(cx) {
+                    // Both Close frames exchanged and ours is out: the server
+                    // closes TCP first.
+                    Ok(true) => self.end_close(true, CloseOutcome::Clean),
+                    Ok(false) => self.poll_deadline(cx),
+                    Err(()) => self.closing_failed(CloseOutcome::PeerGone),
+                };
             }
         }
         match self.poll_flush(cx) {
@@ -623,16 +650,24 @@ impl<'c> Driver<'c> {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
-                    if let Phase::ClosingByUs { sent: true, .. } = self.phase {
-                        // Both Close frames exchanged: the server closes TCP first.
-                        self.end_close(true, CloseOutcome::Clean);
+                    if let Phase::ClosingByUs {
+                        stage: CloseStage::Awaiting,
+                        ..
+                    } = self.phase
+                    {
+                        // The peer answered. tungstenite now only writes out
+                        // what it holds (our Close, and what preceded it when
+                        // the peer did not read), then reports the stream
+                        // closed, which its `poll_flush` maps to `Ok`: one
+                        // more flush tells when all of it is out.
+                        self.set_close_stage(CloseStage::Acknowledged);
                     } else {
                         // The peer's Close arrived while our queue was still
                         // flushing: the peer closed first; tungstenite echoes it.
                         let (code, reason) = split_frame(frame);
                         self.phase = Phase::ClosedByPeer { code, reason };
-                        self.unflushed = true;
                     }
+                    self.unflushed = true;
                     return true;
                 }
                 // Data after our Close is discarded (RFC 6455 section 1.4).
@@ -643,6 +678,12 @@ impl<'c> Driver<'c> {
             }
         }
         progress | self.poll_deadline(cx)
+    }
+
+    fn set_close_stage(&mut self, next: CloseStage) {
+        if let Phase::ClosingByUs { stage, .. } = &mut self.phase {
+            *stage = next;
+        }
     }
 
     /// Writes what is queued, then our one Close frame. `Ok(true)` once the

@@ -384,7 +384,8 @@ impl Handle {
     /// 2. Messages queued before this call are written first, then exactly
     ///    one Close frame; `send` fails from now on.
     /// 3. The connection keeps reading, discarding data, until the peer's
-    ///    Close arrives; then the server closes the TCP stream first. If the
+    ///    Close arrives; once our Close and what preceded it are written
+    ///    out, the server closes the TCP stream first. If the
     ///    peer does not answer within the close timeout
     ///    ([`Config::close_timeout`](crate::Config::close_timeout)), the
     ///    socket is shut down anyway.

@@ -64,8 +64,9 @@ pub struct Config {
     /// Default: 10 s.
     pub handshake_timeout: Duration,
     /// Time the peer has to answer the server's Close frame (including the
-    /// time to flush messages queued before the close); after it the socket
-    /// is shut down and `close()` returns
+    /// time to flush messages queued before the close, and our Close itself,
+    /// which a peer that answers without reading may still hold up); after
+    /// it the socket is shut down and `close()` returns
     /// [`CloseOutcome::TimedOut`](crate::CloseOutcome::TimedOut).
     /// Also bounds the time to flush the echo of a peer's Close and the
     /// drain after a protocol error. Default: 5 s.
