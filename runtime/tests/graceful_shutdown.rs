@@ -528,3 +528,43 @@ async fn a_stalled_handler_does_not_outlive_the_shutdown() {
     })
     .await;
 }
+
+#[async_std::test]
+async fn a_handler_stuck_after_its_socket_closed_does_not_hold_the_drain() {
+    // The client closes while its message handler never returns: once the
+    // handler grace has passed, the handler is dropped and the connection
+    // leaves the drain's list, long before the drain deadline.
+    let drain = Duration::from_secs(5);
+    let (running, counted) = start_counted(
+        Server::new()
+            .handler_grace(Duration::from_millis(200))
+            .shutdown(1001, "Going away", drain),
+        Duration::ZERO,
+    )
+    .await;
+    let mut client = small_client(&running.server).await;
+    within("send", client.send(WsMessage::text("stall")))
+        .await
+        .expect("send");
+    eventually("the handler stalled", || counted.stalls() == 1).await;
+    within("client close", client.close(None))
+        .await
+        .expect("close");
+    while within("the echo and the end", client.next())
+        .await
+        .is_some()
+    {}
+
+    let started = Instant::now();
+    running.handle.shutdown();
+    let handle = running.handle.clone();
+    let summary = summary_within(running, drain).await;
+    assert!(
+        started.elapsed() < drain,
+        "run() waited {:?}, the drain deadline, for a stuck handler",
+        started.elapsed()
+    );
+    assert_eq!(summary.dropped, 0, "{summary:?}");
+    assert_eq!(counted.closes(), 1, "the close handler ran");
+    assert_eq!(handle.stats().handlers_abandoned, 1);
+}

@@ -63,6 +63,8 @@ pub(crate) trait Host: Sync {
     fn count_messages(&self, received: u64, sent: u64);
     /// Counts one connection end.
     fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome);
+    /// Counts one handler dropped for outliving the handler grace.
+    fn count_abandoned(&self);
 }
 
 /// Where the connection is in its closing handshake.
@@ -91,7 +93,9 @@ enum Phase {
         reason: String,
         stage: FailStage,
     },
-    /// The socket is closed; the driver waits for the running handler.
+    /// The socket is closed; the driver waits for the running handler, and
+    /// the messages received before the end, up to the handler grace; then
+    /// it drops them.
     Terminated,
 }
 
@@ -146,6 +150,8 @@ pub(crate) struct Driver<'c> {
     limits: Limits,
     /// When the close in progress gives up on the peer.
     close_at: Option<Instant>,
+    /// Once `Terminated`: when a handler still running is dropped.
+    grace_at: Option<Instant>,
     running: Option<BoxFuture<'c, Result<()>>>,
     inbox: VecDeque<Message>,
     /// Payload bytes waiting in `inbox`.
@@ -183,6 +189,7 @@ impl<'c> Driver<'c> {
             phase: Phase::Open,
             limits,
             close_at: None,
+            grace_at: None,
             running: Some(events.connect(conn)),
             inbox: VecDeque::new(),
             inbox_bytes: 0,
@@ -283,7 +290,7 @@ impl<'c> Driver<'c> {
                 Phase::ClosingByUs { .. } => self.poll_closing_by_us(cx),
                 Phase::ClosedByPeer { .. } => self.poll_closed_by_peer(cx),
                 Phase::Failing { .. } => self.poll_failing(cx),
-                Phase::Terminated => false,
+                Phase::Terminated => self.poll_grace(),
             };
             if let Phase::Terminated = self.phase {
                 if self.running.is_none() && self.inbox.is_empty() {
@@ -385,6 +392,7 @@ impl<'c> Driver<'c> {
     fn terminate(&mut self, end: End) {
         self.ws = None;
         self.close_at = None;
+        self.grace_at = Instant::now().checked_add(self.limits.handler_grace);
         self.phase = Phase::Terminated;
         // Leave the registry before publishing the outcome: whoever has
         // seen the outcome must not find the connection still listed.
@@ -433,6 +441,29 @@ impl<'c> Driver<'c> {
                 self.closing_failed(CloseOutcome::TimedOut);
             }
         }
+    }
+
+    /// Once the socket is closed, drops the running handler (and the
+    /// messages still waiting for it) when the handler grace has passed, so
+    /// that a handler stuck on a channel cannot hold the connection. Returns
+    /// whether it did.
+    fn poll_grace(&mut self) -> bool {
+        let expired = self.grace_at.is_some_and(|at| Instant::now() >= at);
+        if !expired || (self.running.is_none() && self.inbox.is_empty()) {
+            return false;
+        }
+        tracing::warn!(
+            id = %self.conn.id(),
+            path = %self.conn.path(),
+            grace_ms = self.limits.handler_grace.as_millis() as u64,
+            unhandled = self.inbox.len(),
+            "handler still running after the handler grace; dropping it"
+        );
+        self.running = None;
+        self.clear_inbox();
+        self.grace_at = None;
+        self.host.count_abandoned();
+        true
     }
 
     /// Checks the policy clocks (see [`Policies`]) and acts on the first
@@ -752,7 +783,7 @@ impl<'c> Driver<'c> {
     fn sync_deadline(&mut self, waker: &Waker) {
         let wanted = match self.phase {
             Phase::Open => self.policies.deadline(),
-            Phase::Terminated => None,
+            Phase::Terminated => self.grace_at,
             _ => self.close_at,
         };
         let current = self

@@ -236,6 +236,14 @@ impl Server {
         self
     }
 
+    /// Sets [`Config::handler_grace`]: how long a handler may keep running
+    /// once its connection's socket has closed (and a close handler at all)
+    /// before its future is dropped.
+    pub fn handler_grace(mut self, limit: Duration) -> Self {
+        self.config.handler_grace = limit;
+        self
+    }
+
     /// Sets [`Config::max_request_bytes`].
     pub fn max_request_bytes(mut self, bytes: usize) -> Self {
         self.config.max_request_bytes = bytes;
@@ -315,6 +323,7 @@ impl Server {
                 pong_timeout: config.pong_timeout,
                 session_ttl: config.session_ttl,
                 send_timeout: config.send_timeout,
+                handler_grace: config.handler_grace,
             },
             admission: Arc::new(Admission::new(config)),
             origins: config

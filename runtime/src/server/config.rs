@@ -39,8 +39,9 @@ use crate::error::{Error, Result};
 /// | [`send_queue`](Self::send_queue), [`send_timeout`](Self::send_timeout) | 64, 10 s | Close 1008 "Send queue full" |
 /// | [`close_timeout`](Self::close_timeout) | 5 s | socket shut down if our Close is not answered |
 /// | graceful shutdown: [`shutdown_code`](Self::shutdown_code), [`drain_timeout`](Self::drain_timeout) | 1001 "Going away", 10 s | Close 1001; dropped at the drain deadline |
+/// | [`handler_grace`](Self::handler_grace) | 10 s | nothing (its socket is closed); a handler still running this long after is dropped |
 ///
-/// Connection deadlines (handshake, close, and the policy clocks) are
+/// Connection deadlines (handshake, close, the handler grace and the policy clocks) are
 /// checked by one task per server rather than by a runtime timer per
 /// socket, on a tick of a sixteenth of the shortest of these timeouts,
 /// between 1 and 100 ms: a deadline fires up to one tick late, never early.
@@ -151,6 +152,17 @@ pub struct Config {
     /// How long a graceful shutdown waits for the closing handshakes; the
     /// connections still open then are dropped. Default: 10 s.
     pub drain_timeout: Duration,
+    /// How long a connect or message handler may keep running after the
+    /// connection's socket has closed; then its future is dropped (logged
+    /// at `warn` with the connection id, counted in
+    /// [`Stats::handlers_abandoned`](crate::Stats::handlers_abandoned)),
+    /// messages received but not yet handled are dropped with it, and the
+    /// close handler runs. The close handler is bounded the same way: it
+    /// may run this long, then its future is dropped (logged and counted
+    /// alike) and the connection's data is released. A handler stuck on a
+    /// channel or a lock thus cannot hold a connection, its data and its
+    /// place in a graceful shutdown's drain forever. Default: 10 s.
+    pub handler_grace: Duration,
     /// Path on which the server answers a plain `GET` with its counters in
     /// the Prometheus text format. Default: `None` (not served).
     pub metrics_path: Option<String>,
@@ -204,6 +216,7 @@ impl Default for Config {
             shutdown_code: CloseCode::GOING_AWAY,
             shutdown_reason: "Going away".to_owned(),
             drain_timeout: Duration::from_secs(10),
+            handler_grace: Duration::from_secs(10),
             metrics_path: None,
         }
     }
@@ -217,6 +230,7 @@ impl Config {
             Some(self.handshake_timeout),
             Some(self.close_timeout),
             Some(self.send_timeout),
+            Some(self.handler_grace),
             self.idle_timeout,
             self.ping_interval,
             self.ping_interval.map(|_| self.pong_timeout),
@@ -256,6 +270,7 @@ impl Config {
             || self.pong_timeout.is_zero()
             || self.send_timeout.is_zero()
             || self.drain_timeout.is_zero()
+            || self.handler_grace.is_zero()
             || zero(self.idle_timeout)
             || zero(self.ping_interval)
             || zero(self.session_ttl)

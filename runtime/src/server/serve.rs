@@ -250,7 +250,19 @@ fn connection_task(
         if inner.trigger.is_fired() {
             inner.tally.record(closed.outcome, dropped);
         }
-        route.handler.close(&conn, &closed).await;
+        // The close handler gets the handler grace too: a stuck one must not
+        // keep the connection's data and its place in a drain forever.
+        let grace = inner.config.handler_grace;
+        let close = route.handler.close(&conn, &closed);
+        if inner.timers.timeout(grace, close).await.is_none() {
+            tracing::warn!(
+                id = %conn.id(),
+                path = %conn.path(),
+                grace_ms = grace.as_millis() as u64,
+                "close handler still running after the handler grace; dropping it"
+            );
+            inner.metrics.handler_abandoned();
+        }
         drop(guard);
     }
 }
