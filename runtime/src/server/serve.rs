@@ -17,6 +17,7 @@ use futures_util::AsyncWriteExt;
 use super::admission::Permit;
 use super::metrics::Refused;
 use super::routes::{Endpoint, Page, Route};
+use super::shutdown::Seat;
 use super::state::Inner;
 use crate::connection::close::{self, CloseOutcome};
 use crate::connection::conn::Conn;
@@ -37,6 +38,10 @@ enum Decision<'a> {
     Refuse(Refusal),
     Reject(Rejection),
 }
+
+/// The answer to an upgrade once a graceful shutdown has begun: checked
+/// before the route's upgrade handler runs, and again before the 101.
+const SHUTTING_DOWN: Refusal = Refusal::Unavailable("Server shutting down\n");
 
 fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
     let (request, rest) = match head {
@@ -73,9 +78,7 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
         return Some(Decision::Refuse(Refusal::Forbidden));
     }
     if inner.trigger.is_fired() {
-        return Some(Decision::Refuse(Refusal::Unavailable(
-            "Server shutting down\n",
-        )));
+        return Some(Decision::Refuse(SHUTTING_DOWN));
     }
     let request = Box::new(Request {
         peer,
@@ -118,23 +121,31 @@ pub(crate) async fn serve(
     let handshake = async {
         let head = http::read_head(&mut stream, inner.config.max_request_bytes).await;
         let decision = decide(&inner, head.ok()?, peer)?;
-        if let Decision::Upgrade(route, request, upgrade, _) = &decision {
-            if let Err(rejection) = route.handler.upgrade(request).await {
-                return Some(Decision::Reject(rejection));
-            }
-            stream
-                .write_all(&http::switching_protocols(upgrade))
-                .await
-                .ok()?;
+        let Decision::Upgrade(route, request, upgrade, _) = &decision else {
+            return Some((decision, None));
+        };
+        if let Err(rejection) = route.handler.upgrade(request).await {
+            return Some((Decision::Reject(rejection), None));
         }
-        Some(decision)
+        // The shutdown may have begun while the upgrade handler ran. Take a
+        // place in the drain's list first, then look again: a drain that
+        // started before this look waits for the place (see `Live`).
+        let seat = inner.live.reserve();
+        if inner.trigger.is_fired() {
+            return Some((Decision::Refuse(SHUTTING_DOWN), None));
+        }
+        stream
+            .write_all(&http::switching_protocols(upgrade))
+            .await
+            .ok()?;
+        Some((decision, Some(seat)))
     };
-    let decision = match inner
+    let (decision, seat) = match inner
         .timers
         .timeout(inner.config.handshake_timeout, handshake)
         .await
     {
-        Some(Some(decision)) => decision,
+        Some(Some(decided)) => decided,
         Some(None) => return,
         None => {
             inner.metrics.refused(Refused::HandshakeTimeout);
@@ -176,6 +187,10 @@ pub(crate) async fn serve(
             http::send_and_close(stream, &response).await;
         }
         Decision::Upgrade(route, request, upgrade, rest) => {
+            // The handshake wrote the 101 holding a seat; never without.
+            let Some(seat) = seat else {
+                return;
+            };
             let ws = WebSocketStream::from_partially_read(
                 stream,
                 rest,
@@ -209,6 +224,7 @@ pub(crate) async fn serve(
                 info,
                 extensions,
                 permit,
+                seat,
             ));
         }
     }
@@ -227,10 +243,11 @@ fn connection_task(
     info: ConnInfo,
     extensions: Extensions,
     permit: Permit,
+    seat: Seat<'_>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let shared = Arc::new(Shared::new(info, inner.config.send_queue, extensions));
     let conn = Conn::new(shared, inner.registry.clone(), Arc::clone(&inner.state));
-    inner.live.insert(conn.handle());
+    seat.fill(conn.handle());
     inner.registry.insert(conn.handle());
     inner.metrics.opened();
     if inner.trigger.is_fired() {
