@@ -380,6 +380,7 @@ impl<'c> Driver<'c> {
     /// Starts failing the connection because the peer broke the protocol.
     fn fail(&mut self, code: CloseCode, reason: String, err: &WsError) {
         tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
+        self.conn.shared.mark_failing();
         self.close_at = Instant::now().checked_add(self.limits.close_timeout);
         self.phase = Phase::Failing {
             code,

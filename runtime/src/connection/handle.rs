@@ -42,6 +42,11 @@ impl fmt::Display for ConnId {
 enum Life {
     /// Sends are queued and delivered.
     Open,
+    /// The peer broke the protocol; the driver lets the connection's
+    /// handlers finish the messages received before, then sends its Close.
+    /// Sends are still queued and delivered (the handlers' replies), but
+    /// broadcasts skip the connection: it is on its way out.
+    Failing,
     /// `close()` was called; the driver has not picked the request up yet.
     /// Sends already fail.
     CloseRequested(CloseCode, String),
@@ -121,9 +126,23 @@ impl Shared {
 
     /// Queues `msg` if there is room. Gives it back when full.
     fn try_push(&self, msg: Message) -> Result<(), (Message, Error)> {
+        self.push_if(msg, |life| matches!(life, Life::Open | Life::Failing))
+    }
+
+    /// Queues a broadcast's `msg` if the connection is open (not failing)
+    /// and has room; whether it did.
+    pub(crate) fn try_broadcast(&self, msg: Message) -> bool {
+        self.push_if(msg, |life| matches!(life, Life::Open)).is_ok()
+    }
+
+    fn push_if(
+        &self,
+        msg: Message,
+        accepts: impl FnOnce(&Life) -> bool,
+    ) -> Result<(), (Message, Error)> {
         let waker = {
             let mut state = self.lock();
-            if !matches!(state.life, Life::Open) {
+            if !accepts(&state.life) {
                 return Err((msg, Error::Closed));
             }
             if state.queue.len() >= self.capacity {
@@ -159,7 +178,7 @@ impl Shared {
     pub(crate) fn request_close(&self, code: CloseCode, reason: String) {
         let waker = {
             let mut state = self.lock();
-            if !matches!(state.life, Life::Open) {
+            if !matches!(state.life, Life::Open | Life::Failing) {
                 return;
             }
             state.life = Life::CloseRequested(code, reason);
@@ -186,7 +205,7 @@ impl Shared {
     }
 
     fn is_open(&self) -> bool {
-        matches!(self.lock().life, Life::Open)
+        matches!(self.lock().life, Life::Open | Life::Failing)
     }
 
     // ---- driver side ----
@@ -216,10 +235,23 @@ impl Shared {
     /// protocol error, failed socket): sends fail from now on.
     pub(crate) fn mark_closing(&self) {
         let mut state = self.lock();
-        if matches!(state.life, Life::Open | Life::CloseRequested(..)) {
+        if matches!(
+            state.life,
+            Life::Open | Life::Failing | Life::CloseRequested(..)
+        ) {
             state.life = Life::Closing;
             drop(state);
             self.room.notify(usize::MAX);
+        }
+    }
+
+    /// The peer broke the protocol: broadcasts skip the connection from now
+    /// on, while its handlers' sends are still delivered (see
+    /// [`Life::Failing`]). A pending close request stays pending.
+    pub(crate) fn mark_failing(&self) {
+        let mut state = self.lock();
+        if matches!(state.life, Life::Open) {
+            state.life = Life::Failing;
         }
     }
 

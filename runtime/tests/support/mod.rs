@@ -798,7 +798,7 @@ pub use gate::*;
 
 mod gate {
     use async_std::channel::{unbounded, Receiver, Sender};
-    use wharf::{Closed, Conn, Handler, Message, Server};
+    use wharf::{Closed, Conn, Handler, Message, Registry, Server};
 
     use super::{next_event, start, RawPeer, OP_TEXT};
 
@@ -831,6 +831,8 @@ mod gate {
         pub release: Sender<()>,
         /// How each connection ended.
         pub closed: Receiver<Closed>,
+        /// The server's registry.
+        pub registry: Registry,
     }
 
     /// Starts `server` with a [`Gate`] on `/`, connects a raw peer, and
@@ -852,7 +854,15 @@ mod gate {
         let mut peer = RawPeer::connect(&server, "/").await;
         peer.send_frame(OP_TEXT, true, b"block").await;
         next_event(&entered).await;
-        (peer, Gated { release, closed })
+        let registry = server.registry.clone();
+        (
+            peer,
+            Gated {
+                release,
+                closed,
+                registry,
+            },
+        )
     }
 }
 
