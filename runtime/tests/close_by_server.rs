@@ -391,3 +391,68 @@ async fn close_after_the_peer_closed_returns_the_ended_outcome() {
     let late = within("close() after the end", handle.close(4000, "late")).await;
     assert_eq!(late.unwrap(), CloseOutcome::Clean);
 }
+
+/// What the tests of a blocked flush queue: a small message, one that
+/// blocks the server's writes to a small-window peer (see
+/// `RawPeer::connect_small_window`), and another small one. Together they
+/// fit in tungstenite's write buffer, so our Close is handed over behind
+/// them while the bytes are still waiting for the peer to read.
+fn blocking_batch() -> Vec<Message> {
+    vec![
+        Message::text("first"),
+        Message::binary(vec![b'x'; 100 << 10]),
+        Message::text("last"),
+    ]
+}
+
+#[async_std::test]
+async fn a_close_answered_while_our_writes_are_blocked_ends_once_flushed() {
+    let (keeper, events, _gate, _) = Keeper::new();
+    let server = start(Server::new().route("/", keeper)).await;
+    let mut peer = RawPeer::connect_small_window(&server, "/").await;
+    let handle = connected(&events).await;
+
+    // The peer reads nothing: the server's writes block behind the batch.
+    for msg in blocking_batch() {
+        within("queue", handle.send(msg)).await.unwrap();
+    }
+    let closer = handle.clone();
+    let closing = async_std::task::spawn(async move { closer.close(4000, "flushed").await });
+    eventually("the close began", || !handle.is_open()).await;
+    // The peer answers the Close it has not read yet; only then does it
+    // read. Everything queued and our Close must still reach it, in order.
+    peer.send_close(1000, b"").await;
+    let frames = peer.read_to_eof().await;
+
+    let (close, data) = frames.split_last().expect("frames before the end");
+    let got: Vec<Message> = data
+        .iter()
+        .map(|f| match f.opcode {
+            OP_TEXT => Message::text(String::from_utf8(f.payload.clone()).unwrap()),
+            OP_BINARY => Message::binary(f.payload.clone()),
+            other => panic!("unexpected frame with opcode {other:#x}"),
+        })
+        .collect();
+    assert!(
+        got == blocking_batch(),
+        "the queued messages did not all arrive ({} frames)",
+        got.len()
+    );
+    assert_eq!(close.opcode, OP_CLOSE, "the last frame is our Close");
+    assert_eq!(
+        close.payload,
+        [&4000u16.to_be_bytes()[..], b"flushed"].concat()
+    );
+
+    assert_eq!(
+        within("close()", closing).await.unwrap(),
+        CloseOutcome::Clean
+    );
+    let (_, closed, _) = closed_event(&events).await;
+    assert_eq!(closed.code.as_u16(), 4000);
+    assert_eq!(closed.initiator, Initiator::Server);
+    assert!(closed.clean);
+    assert_eq!(closed.outcome, CloseOutcome::Clean);
+    assert_eq!(closed.messages_out, 3);
+    eventually("registry empty", || server.registry.count() == 0).await;
+}

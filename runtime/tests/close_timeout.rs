@@ -316,3 +316,32 @@ async fn peer_that_hangs_up_instead_of_answering_is_gone_before_the_timeout() {
     assert_eq!(closed.outcome, CloseOutcome::PeerGone);
     eventually("registry empty", || server.registry.count() == 0).await;
 }
+
+#[async_std::test]
+async fn a_close_answered_while_ours_cannot_be_written_times_out() {
+    let (server, events) = start_probe(TIMEOUT).await;
+    let mut peer = RawPeer::connect_small_window(&server, "/").await;
+    let handle = connected(&events).await;
+
+    // More than this peer's socket buffers hold, while it reads nothing:
+    // the message and, behind it, our Close wait in the server.
+    within("queue", handle.binary(vec![b'x'; 100 << 10]))
+        .await
+        .unwrap();
+    let closer = handle.clone();
+    let closing = async_std::task::spawn(async move { timed_close(&closer, 4005, "unread").await });
+    eventually("the close began", || !handle.is_open()).await;
+    // The peer answers, but never reads until close() has returned: our
+    // Close was never written, so the close did not complete.
+    peer.send_close(1000, b"").await;
+    assert_timed_out_in_time(within("close()", closing).await);
+
+    let rest = read_to_the_end(&mut peer).await;
+    assert!(
+        rest.len() < 100 << 10,
+        "all the data made it out, so the test did not block the flush"
+    );
+    let (closed, _) = closed_event(&events).await;
+    assert_timed_out_record(&closed, 4005, "unread");
+    eventually("registry empty", || server.registry.count() == 0).await;
+}

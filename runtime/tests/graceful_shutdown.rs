@@ -540,3 +540,99 @@ async fn a_stalled_handler_does_not_outlive_the_shutdown() {
     })
     .await;
 }
+
+#[async_std::test]
+async fn a_handler_stuck_after_its_socket_closed_does_not_hold_the_drain() {
+    // The client closes while its message handler never returns: once the
+    // handler grace has passed, the handler is dropped and the connection
+    // leaves the drain's list, long before the drain deadline.
+    let drain = Duration::from_secs(5);
+    let (running, counted) = start_counted(
+        Server::new()
+            .handler_grace(Duration::from_millis(200))
+            .shutdown_close(1001, "Going away")
+            .drain_timeout(drain),
+        Duration::ZERO,
+    )
+    .await;
+    let mut client = small_client(&running.server).await;
+    within("send", client.send(WsMessage::text("stall")))
+        .await
+        .expect("send");
+    eventually("the handler stalled", || counted.stalls() == 1).await;
+    within("client close", client.close(None))
+        .await
+        .expect("close");
+    while within("the echo and the end", client.next())
+        .await
+        .is_some()
+    {}
+
+    let started = Instant::now();
+    running.handle.shutdown();
+    let handle = running.handle.clone();
+    let summary = summary_within(running, drain).await;
+    assert!(
+        started.elapsed() < drain,
+        "run() waited {:?}, the drain deadline, for a stuck handler",
+        started.elapsed()
+    );
+    assert_eq!(summary.dropped, 0, "{summary:?}");
+    assert_eq!(counted.closes(), 1, "the close handler ran");
+    assert_eq!(handle.stats().handlers_abandoned, 1);
+}
+
+/// An upgrade handler that waits for the test to open its gate.
+struct GatedUpgrade {
+    entered: Sender<()>,
+    gate: Receiver<()>,
+}
+
+impl Handler for GatedUpgrade {
+    async fn on_upgrade(&self, _req: &wharf::Request) -> Result<(), wharf::Rejection> {
+        let _ = self.entered.send(()).await;
+        let _ = self.gate.recv().await;
+        Ok(())
+    }
+}
+
+#[async_std::test]
+async fn an_upgrade_accepted_after_the_drain_is_refused_with_503() {
+    let (entered_tx, entered) = unbounded();
+    let (open, gate) = unbounded();
+    let running = start_with_handle(Server::new().route(
+        "/",
+        GatedUpgrade {
+            entered: entered_tx,
+            gate,
+        },
+    ))
+    .await;
+    let mut stream = within("tcp connect", TcpStream::connect(running.server.addr))
+        .await
+        .expect("tcp connect");
+    within("write", stream.write_all(upgrade_request("/").as_bytes()))
+        .await
+        .expect("write");
+    next_event(&entered).await;
+
+    // The upgrade handler is still deciding when the shutdown begins; the
+    // drain finds no connection and run() returns.
+    running.handle.shutdown();
+    let handle = running.handle.clone();
+    let summary = summary_within(running, Duration::from_secs(10)).await;
+    assert_eq!(summary.total(), 0, "{summary:?}");
+
+    // Now the handler accepts: a connection opened now would outlive the
+    // server, so the client is refused instead.
+    open.send(()).await.expect("open the gate");
+    let head = read_response_head(&mut stream)
+        .await
+        .expect("a response to the upgrade");
+    assert_eq!(http_status(&head), Some(503), "{head}");
+    eventually("counted as shutting down", || {
+        handle.stats().rejected(RejectReason::ShuttingDown) == 1
+    })
+    .await;
+    assert_eq!(handle.stats().active, 0);
+}

@@ -156,6 +156,7 @@ async fn metrics_report_a_known_scenario_exactly() {
             KICKED + 1
         ),
         "wharf_close_timeouts_total 1".to_owned(),
+        "wharf_handlers_abandoned_total 0".to_owned(),
         format!("wharf_messages_received_total {received}"),
         format!("wharf_messages_sent_total {sent}"),
     ];
@@ -176,6 +177,7 @@ async fn metrics_report_a_known_scenario_exactly() {
         ("wharf_connections_rejected_total", "counter"),
         ("wharf_connections_closed_total", "counter"),
         ("wharf_close_timeouts_total", "counter"),
+        ("wharf_handlers_abandoned_total", "counter"),
         ("wharf_messages_received_total", "counter"),
         ("wharf_messages_sent_total", "counter"),
     ] {

@@ -485,3 +485,45 @@ async fn an_id_round_trips_through_text_to_the_registry() {
     let (closed_id, _, _) = closed_event(&events).await;
     assert_eq!(closed_id, id);
 }
+
+#[async_std::test]
+async fn broadcast_skips_a_connection_failing_on_a_protocol_error() {
+    // The message handler is blocked; a message waits behind it when the
+    // peer breaks the protocol (an unmasked frame).
+    let (mut peer, gated) = blocked_peer(Server::new()).await;
+    peer.send_frame(OP_TEXT, true, b"queued").await;
+    peer.send_raw(&frame(OP_TEXT, true, b"bare", false)).await;
+
+    // The connection now finishes what it received before its Close, but
+    // it is on its way out: broadcasts no longer reach it.
+    let mut delivered = 0;
+    eventually("the failing connection, still listed, is skipped", || {
+        let n = gated.registry.broadcast("/", "news");
+        delivered += n;
+        n == 0 && gated.registry.count() == 1
+    })
+    .await;
+    assert_eq!(gated.registry.broadcast("/", "news"), 0);
+
+    // Its own handlers' replies still go out, then the Close.
+    gated.release.send(()).await.unwrap();
+    let seen = peer.read_until_close().await;
+    assert_eq!(seen.code, Some(1002));
+    let texts: Vec<String> = seen
+        .before
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .collect();
+    let news = texts.iter().filter(|t| *t == "news").count();
+    assert_eq!(news, delivered, "every broadcast counted was delivered");
+    assert_eq!(
+        texts.last().map(String::as_str),
+        Some("queued"),
+        "the echo of the message received before the violation: {texts:?}"
+    );
+    peer.expect_eof().await;
+    // Our end of the stream ends the server's drain of it.
+    drop(peer);
+    let closed = next_event(&gated.closed).await;
+    assert_eq!(closed.code.as_u16(), 1002);
+}

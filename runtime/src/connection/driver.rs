@@ -9,6 +9,35 @@
 //!
 //! The driver must never send a data frame after its Close frame, never send
 //! 1005/1006/1015, and never wait on the peer without a deadline.
+//!
+//! # The close lifecycle, as callers see it
+//!
+//! Every phase but `Open` and `Terminated` is bounded by the close deadline
+//! (`close_timeout` from the moment the close began; `TimedOut` when it
+//! passes). `close()` returns when the driver enters `Terminated`, with the
+//! same outcome for every caller, earlier or later, and before the close
+//! handler runs; a stream that fails or ends early in any phase is
+//! `PeerGone`. "Ours" is the code and reason of the `close()` that won,
+//! or of the policy, shutdown or protocol error that closed.
+//!
+//! | phase (stage) | what the driver does | `send` | `close()` | the close handler is told, if it ends here |
+//! | --- | --- | --- | --- | --- |
+//! | `Open` | reads, writes the queue, runs handlers | queued (waits for room) | fails sends from this call on; starts `ClosingByUs` | see below |
+//! | `ClosingByUs` (`Sending`) | writes what was queued, then hands over our Close; a Close from the peer now means it closed first: `ClosedByPeer`, the rest of the queue dropped | `Closed` | waits | ours, `Server`, not clean |
+//! | `ClosingByUs` (`Awaiting`) | flushes; reads, discarding data, until the peer's Close | `Closed` | waits | ours, `Server`, not clean |
+//! | `ClosingByUs` (`Acknowledged`) | the peer answered; flushes our Close and what preceded it (a peer that answered without reading may still hold them up) | `Closed` | waits: `Clean` once flushed, `PeerGone` on a write error, `TimedOut` at the deadline | ours, `Server`, clean when `Clean` |
+//! | `ClosedByPeer` | flushes the echo of the peer's Close | `Closed` | sends nothing more; waits: `Clean` once the echo is out | the peer's code (1005 when it had none), `Client`, clean when `Clean` |
+//! | `Failing` (`Finishing`) | stops reading; handlers finish the messages received before the violation, their replies are written | queued, but broadcasts skip it | stops finishing and moves on to `Sending`; waits | ours (1002, 1007 or 1009), `Server`, not clean |
+//! | `Failing` (`Sending`) | writes the queued replies, then our Close | `Closed` | waits | the same |
+//! | `Failing` (`Draining`) | shuts the write half once our Close is out, reads and discards until EOF | `Closed` | waits: `PeerGone` at EOF, `TimedOut` at the deadline (never `Clean`: the peer's Close is not read) | the same |
+//! | `Terminated` | the socket is closed and the outcome published; waits for the running handler and the messages received before the end, up to the handler grace, then drops them | `Closed` | returns the outcome at once | the record of the end, once handlers are done |
+//!
+//! Ends without a closing handshake: a stream that ends or fails while
+//! `Open` is reported as 1006 with `Initiator::Abnormal` and `PeerGone`
+//! (nothing is sent), a peer that misses the heartbeat as 1006 "Heartbeat
+//! timeout", and a connection cut by a graceful shutdown's drain deadline
+//! as `TimedOut` (1006 "Dropped at shutdown" if it was still `Open`; its
+//! running handler is dropped with it).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -63,6 +92,8 @@ pub(crate) trait Host: Sync {
     fn count_messages(&self, received: u64, sent: u64);
     /// Counts one connection end.
     fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome);
+    /// Counts one handler dropped for outliving the handler grace.
+    fn count_abandoned(&self);
 }
 
 /// Where the connection is in its closing handshake.
@@ -70,13 +101,13 @@ pub(crate) trait Host: Sync {
 enum Phase {
     /// Both directions open: messages flow, handlers run.
     Open,
-    /// We are closing: queued messages are flushed, then our Close frame
-    /// (`sent` once it is written); data from the peer is discarded until
-    /// its Close arrives or the deadline passes.
+    /// We are closing: queued messages are written, then our Close frame;
+    /// data from the peer is discarded until its Close arrives; then what we
+    /// wrote is flushed. All of it within the close deadline.
     ClosingByUs {
         code: CloseCode,
         reason: String,
-        sent: bool,
+        stage: CloseStage,
     },
     /// The peer's Close arrived and tungstenite queued the echo; we flush it,
     /// then close the TCP stream.
@@ -91,8 +122,26 @@ enum Phase {
         reason: String,
         stage: FailStage,
     },
-    /// The socket is closed; the driver waits for the running handler.
+    /// The socket is closed; the driver waits for the running handler, and
+    /// the messages received before the end, up to the handler grace; then
+    /// it drops them.
     Terminated,
+}
+
+/// Steps of [`Phase::ClosingByUs`].
+#[derive(Debug, Clone, Copy)]
+enum CloseStage {
+    /// Queued messages are handed to the socket, then our Close frame. A
+    /// Close from the peer now means the peer closed first
+    /// ([`Phase::ClosedByPeer`]).
+    Sending,
+    /// Our Close is handed over (perhaps not yet written); we flush and
+    /// read, discarding data, until the peer's Close arrives.
+    Awaiting,
+    /// The peer's Close arrived. Our Close and what preceded it may still
+    /// be waiting for the peer to read: the close is clean only once they
+    /// are flushed, then the server closes TCP.
+    Acknowledged,
 }
 
 /// Steps of [`Phase::Failing`].
@@ -130,6 +179,8 @@ pub(crate) struct Driver<'c> {
     limits: Limits,
     /// When the close in progress gives up on the peer.
     close_at: Option<Instant>,
+    /// Once `Terminated`: when a handler still running is dropped.
+    grace_at: Option<Instant>,
     running: Option<BoxFuture<'c, Result<()>>>,
     inbox: VecDeque<Message>,
     /// Payload bytes waiting in `inbox`.
@@ -167,6 +218,7 @@ impl<'c> Driver<'c> {
             phase: Phase::Open,
             limits,
             close_at: None,
+            grace_at: None,
             running: Some(events.connect(conn)),
             inbox: VecDeque::new(),
             inbox_bytes: 0,
@@ -267,7 +319,7 @@ impl<'c> Driver<'c> {
                 Phase::ClosingByUs { .. } => self.poll_closing_by_us(cx),
                 Phase::ClosedByPeer { .. } => self.poll_closed_by_peer(cx),
                 Phase::Failing { .. } => self.poll_failing(cx),
-                Phase::Terminated => false,
+                Phase::Terminated => self.poll_grace(),
             };
             if let Phase::Terminated = self.phase {
                 if self.running.is_none() && self.inbox.is_empty() {
@@ -364,13 +416,14 @@ impl<'c> Driver<'c> {
         self.phase = Phase::ClosingByUs {
             code,
             reason,
-            sent: false,
+            stage: CloseStage::Sending,
         };
     }
 
     /// Starts failing the connection because the peer broke the protocol.
     fn fail(&mut self, code: CloseCode, reason: String, err: &WsError) {
         tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
+        self.conn.shared.mark_failing();
         self.close_at = Instant::now().checked_add(self.limits.close_timeout);
         self.phase = Phase::Failing {
             code,
@@ -383,6 +436,7 @@ impl<'c> Driver<'c> {
     fn terminate(&mut self, end: End) {
         self.ws = None;
         self.close_at = None;
+        self.grace_at = Instant::now().checked_add(self.limits.handler_grace);
         self.phase = Phase::Terminated;
         // Leave the registry before publishing the outcome: whoever has
         // seen the outcome must not find the connection still listed.
@@ -431,6 +485,29 @@ impl<'c> Driver<'c> {
                 self.closing_failed(CloseOutcome::TimedOut);
             }
         }
+    }
+
+    /// Once the socket is closed, drops the running handler (and the
+    /// messages still waiting for it) when the handler grace has passed, so
+    /// that a handler stuck on a channel cannot hold the connection. Returns
+    /// whether it did.
+    fn poll_grace(&mut self) -> bool {
+        let expired = self.grace_at.is_some_and(|at| Instant::now() >= at);
+        if !expired || (self.running.is_none() && self.inbox.is_empty()) {
+            return false;
+        }
+        tracing::warn!(
+            id = %self.conn.id(),
+            path = %self.conn.path(),
+            grace_ms = self.limits.handler_grace.as_millis() as u64,
+            unhandled = self.inbox.len(),
+            "handler still running after the handler grace; dropping it"
+        );
+        self.running = None;
+        self.clear_inbox();
+        self.grace_at = None;
+        self.host.count_abandoned();
+        true
     }
 
     /// Checks the policy clocks (see [`Policies`]) and acts on the first
@@ -616,17 +693,28 @@ impl<'c> Driver<'c> {
     }
 
     fn poll_closing_by_us(&mut self, cx: &mut Context<'_>) -> bool {
+        let Phase::ClosingByUs { stage, .. } = self.phase else {
+            return false;
+        };
         let mut progress = false;
-        if let Phase::ClosingByUs { sent: false, .. } = self.phase {
-            match self.poll_send_close(cx) {
+        match stage {
+            CloseStage::Sending => match self.poll_send_close(cx) {
                 Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
                 Ok(false) => {}
                 Ok(true) => {
-                    if let Phase::ClosingByUs { sent, .. } = &mut self.phase {
-                        *sent = true;
-                    }
+                    self.set_close_stage(CloseStage::Awaiting);
                     progress = true;
                 }
+            },
+            CloseStage::Awaiting => {}
+            CloseStage::Acknowledged => {
+                return match self.poll_flush(cx) {
+                    // Both Close frames exchanged and ours is out: the server
+                    // closes TCP first.
+                    Ok(true) => self.end_close(true, CloseOutcome::Clean),
+                    Ok(false) => self.poll_deadline(cx),
+                    Err(()) => self.closing_failed(CloseOutcome::PeerGone),
+                };
             }
         }
         match self.poll_flush(cx) {
@@ -637,16 +725,24 @@ impl<'c> Driver<'c> {
             match self.ws().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
-                    if let Phase::ClosingByUs { sent: true, .. } = self.phase {
-                        // Both Close frames exchanged: the server closes TCP first.
-                        self.end_close(true, CloseOutcome::Clean);
+                    if let Phase::ClosingByUs {
+                        stage: CloseStage::Awaiting,
+                        ..
+                    } = self.phase
+                    {
+                        // The peer answered. tungstenite now only writes out
+                        // what it holds (our Close, and what preceded it when
+                        // the peer did not read), then reports the stream
+                        // closed, which its `poll_flush` maps to `Ok`: one
+                        // more flush tells when all of it is out.
+                        self.set_close_stage(CloseStage::Acknowledged);
                     } else {
                         // The peer's Close arrived while our queue was still
                         // flushing: the peer closed first; tungstenite echoes it.
                         let (code, reason) = split_frame(frame);
                         self.phase = Phase::ClosedByPeer { code, reason };
-                        self.unflushed = true;
                     }
+                    self.unflushed = true;
                     return true;
                 }
                 // Data after our Close is discarded (RFC 6455 section 1.4).
@@ -657,6 +753,12 @@ impl<'c> Driver<'c> {
             }
         }
         progress | self.poll_deadline(cx)
+    }
+
+    fn set_close_stage(&mut self, next: CloseStage) {
+        if let Phase::ClosingByUs { stage, .. } = &mut self.phase {
+            *stage = next;
+        }
     }
 
     /// Writes what is queued, then our one Close frame. `Ok(true)` once the
@@ -725,7 +827,7 @@ impl<'c> Driver<'c> {
     fn sync_deadline(&mut self, waker: &Waker) {
         let wanted = match self.phase {
             Phase::Open => self.policies.deadline(),
-            Phase::Terminated => None,
+            Phase::Terminated => self.grace_at,
             _ => self.close_at,
         };
         let current = self

@@ -106,6 +106,11 @@ impl std::error::Error for ParseConnIdError {}
 enum Life {
     /// Sends are queued and delivered.
     Open,
+    /// The peer broke the protocol; the driver lets the connection's
+    /// handlers finish the messages received before, then sends its Close.
+    /// Sends are still queued and delivered (the handlers' replies), but
+    /// broadcasts skip the connection: it is on its way out.
+    Failing,
     /// `close()` was called; the driver has not picked the request up yet.
     /// Sends already fail.
     CloseRequested(CloseCode, String),
@@ -185,9 +190,23 @@ impl Shared {
 
     /// Queues `msg` if there is room. Gives it back when full.
     pub(crate) fn try_push(&self, msg: Message) -> Result<(), (Message, Error)> {
+        self.push_if(msg, |life| matches!(life, Life::Open | Life::Failing))
+    }
+
+    /// Queues a broadcast's `msg` if the connection is open (not failing)
+    /// and has room; whether it did.
+    pub(crate) fn try_broadcast(&self, msg: Message) -> bool {
+        self.push_if(msg, |life| matches!(life, Life::Open)).is_ok()
+    }
+
+    fn push_if(
+        &self,
+        msg: Message,
+        accepts: impl FnOnce(&Life) -> bool,
+    ) -> Result<(), (Message, Error)> {
         let waker = {
             let mut state = self.lock();
-            if !matches!(state.life, Life::Open) {
+            if !accepts(&state.life) {
                 return Err((msg, Error::ConnectionClosed));
             }
             if state.queue.len() >= self.capacity {
@@ -223,7 +242,7 @@ impl Shared {
     pub(crate) fn request_close(&self, code: CloseCode, reason: String) {
         let waker = {
             let mut state = self.lock();
-            if !matches!(state.life, Life::Open) {
+            if !matches!(state.life, Life::Open | Life::Failing) {
                 return;
             }
             state.life = Life::CloseRequested(code, reason);
@@ -250,7 +269,7 @@ impl Shared {
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        matches!(self.lock().life, Life::Open)
+        matches!(self.lock().life, Life::Open | Life::Failing)
     }
 
     // ---- driver side ----
@@ -280,10 +299,23 @@ impl Shared {
     /// protocol error, failed socket): sends fail from now on.
     pub(crate) fn mark_closing(&self) {
         let mut state = self.lock();
-        if matches!(state.life, Life::Open | Life::CloseRequested(..)) {
+        if matches!(
+            state.life,
+            Life::Open | Life::Failing | Life::CloseRequested(..)
+        ) {
             state.life = Life::Closing;
             drop(state);
             self.room.notify(usize::MAX);
+        }
+    }
+
+    /// The peer broke the protocol: broadcasts skip the connection from now
+    /// on, while its handlers' sends are still delivered (see
+    /// [`Life::Failing`]). A pending close request stays pending.
+    pub(crate) fn mark_failing(&self) {
+        let mut state = self.lock();
+        if matches!(state.life, Life::Open) {
+            state.life = Life::Failing;
         }
     }
 

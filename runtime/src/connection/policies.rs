@@ -23,6 +23,8 @@ pub(crate) struct Limits {
     pub(crate) pong_timeout: Duration,
     pub(crate) session_ttl: Option<Duration>,
     pub(crate) send_timeout: Duration,
+    /// How long a handler may run once the socket is closed.
+    pub(crate) handler_grace: Duration,
 }
 
 /// What the policy clocks decided.
@@ -195,6 +197,7 @@ mod tests {
             pong_timeout: Duration::from_secs(5),
             session_ttl: Some(Duration::from_secs(3600)),
             send_timeout: Duration::from_secs(10),
+            handler_grace: Duration::from_secs(10),
         }
     }
 

@@ -95,8 +95,10 @@ impl Registry {
     /// waiting, and returns how many took it.
     ///
     /// A connection whose send queue is full does not get the message (and
-    /// is not counted): one slow reader never stalls a broadcast. The
-    /// message is shared, not copied, between connections.
+    /// is not counted): one slow reader never stalls a broadcast. Nor does
+    /// one whose peer broke the protocol: while its handlers finish the
+    /// messages received before (their replies are still sent), it is on
+    /// its way out. The message is shared, not copied, between connections.
     ///
     /// # Examples
     ///
@@ -117,7 +119,7 @@ impl Registry {
             .collect();
         targets
             .iter()
-            .filter(|h| h.try_send(msg.clone()).is_ok())
+            .filter(|h| h.shared.try_broadcast(msg.clone()))
             .count()
     }
 

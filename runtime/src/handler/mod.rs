@@ -72,7 +72,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Runs before the `101` is sent, once the request is known to be a
     /// valid upgrade for this route; an `Err` answers with its status and
     /// body instead and closes the socket. Runs under the server's
-    /// handshake timeout.
+    /// upgrade timeout.
     fn on_upgrade(&self, req: &Request) -> impl Future<Output = Result<(), Rejection>> + Send {
         let _ = req;
         async { Ok(()) }

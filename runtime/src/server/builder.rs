@@ -520,6 +520,26 @@ impl Server {
         self
     }
 
+    /// How long a connect or message handler may keep running once its
+    /// connection's socket has closed, and how long the close handler may
+    /// run at all; then its future is dropped (logged at `warn` and counted
+    /// in [`Stats::handlers_abandoned`](crate::Stats::handlers_abandoned)),
+    /// the close handler runs, and everything the connection held is
+    /// released. A handler blocked on a channel or a database call cannot
+    /// hold a connection, its data and its place in a graceful shutdown
+    /// forever. Default: 10 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new().handler_grace(std::time::Duration::from_secs(2));
+    /// # drop(server);
+    /// ```
+    pub fn handler_grace(mut self, limit: Duration) -> Self {
+        self.config.handler_grace = limit;
+        self
+    }
+
     /// Largest HTTP upgrade request head (request line and headers), in
     /// bytes (256 B to 1 MiB); a bigger one is answered with **431**.
     /// Default: 8 KiB.
@@ -671,6 +691,7 @@ impl Server {
                 pong_timeout: config.pong_timeout,
                 session_ttl: config.session_ttl,
                 send_timeout: config.send_timeout,
+                handler_grace: config.handler_grace,
             },
             admission: Arc::new(Admission::new(config)),
             origins,

@@ -22,8 +22,9 @@ pub(crate) struct Config {
     /// Default: 10 s.
     pub(crate) upgrade_timeout: Duration,
     /// Time the peer has to answer the server's Close frame (including the
-    /// time to flush messages queued before the close); after it the socket
-    /// is shut down and `close()` returns
+    /// time to flush messages queued before the close, and our Close itself,
+    /// which a peer that answers without reading may still hold up); after
+    /// it the socket is shut down and `close()` returns
     /// [`CloseOutcome::TimedOut`](crate::CloseOutcome::TimedOut).
     /// Also bounds the time to flush the echo of a peer's Close and the
     /// drain after a protocol error. Default: 5 s.
@@ -111,6 +112,10 @@ pub(crate) struct Config {
     /// Path on which the server answers a plain `GET` with its counters in
     /// the Prometheus text format. Default: `None` (not served).
     pub(crate) metrics_path: Option<String>,
+    /// How long a connect or message handler may keep running after the
+    /// connection's socket has closed, and a close handler at all, before
+    /// its future is dropped (see `Server::handler_grace`). Default: 10 s.
+    pub(crate) handler_grace: Duration,
 }
 
 /// A per-IP connection rate: `per_second` new connections on average, with
@@ -169,6 +174,7 @@ impl Default for Config {
             shutdown_code: CloseCode::GOING_AWAY,
             shutdown_reason: "Going away".to_owned(),
             drain_timeout: Duration::from_secs(10),
+            handler_grace: Duration::from_secs(10),
             metrics_path: None,
         }
     }
@@ -182,6 +188,7 @@ impl Config {
             Some(self.upgrade_timeout),
             Some(self.close_timeout),
             Some(self.send_timeout),
+            Some(self.handler_grace),
             self.idle_timeout,
             self.ping_interval,
             self.ping_interval.map(|_| self.pong_timeout),
@@ -247,6 +254,7 @@ impl Config {
         positive(self.pong_timeout, "pong_timeout")?;
         positive(self.send_timeout, "send_timeout")?;
         positive(self.drain_timeout, "drain_timeout")?;
+        positive(self.handler_grace, "handler_grace")?;
         positive_opt(self.idle_timeout, "idle_timeout")?;
         positive_opt(self.ping_interval, "ping_interval")?;
         positive_opt(self.session_ttl, "session_ttl")?;

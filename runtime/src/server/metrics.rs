@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
     rejected: [AtomicU64; RejectReason::ALL.len()],
     closed: Mutex<BTreeMap<(u16, Initiator), u64>>,
     close_timeouts: AtomicU64,
+    handlers_abandoned: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
 }
@@ -46,6 +47,10 @@ impl Metrics {
         }
         let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
         *closed.entry((code.as_u16(), initiator)).or_default() += 1;
+    }
+
+    pub(crate) fn handler_abandoned(&self) {
+        self.handlers_abandoned.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn messages(&self, received: u64, sent: u64) {
@@ -74,6 +79,7 @@ impl Metrics {
                 .map(|(&(code, initiator), &count)| (CloseCode::from(code), initiator, count))
                 .collect(),
             close_timeouts: self.close_timeouts.load(Relaxed),
+            handlers_abandoned: self.handlers_abandoned.load(Relaxed),
             messages_in: self.messages_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
         }
@@ -110,6 +116,11 @@ pub struct Stats {
     pub closes: Vec<(CloseCode, Initiator, u64)>,
     /// Closing handshakes that hit the close timeout.
     pub close_timeouts: u64,
+    /// Handlers dropped for running past
+    /// [`Server::handler_grace`](crate::Server::handler_grace): connect and
+    /// message handlers still running that long after their socket closed,
+    /// and close handlers still running that long after they started.
+    pub handlers_abandoned: u64,
     /// Text and binary messages received.
     pub messages_in: u64,
     /// Text and binary messages written.
@@ -215,6 +226,12 @@ impl Stats {
             "counter",
             "Closing handshakes that hit the close timeout.",
             &single(self.close_timeouts),
+        );
+        family(
+            "wharf_handlers_abandoned_total",
+            "counter",
+            "Handlers dropped for running past the handler grace.",
+            &single(self.handlers_abandoned),
         );
         family(
             "wharf_messages_received_total",

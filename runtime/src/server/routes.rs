@@ -60,7 +60,7 @@ impl Route {
         }
     }
 
-    /// Subprotocols this route accepts. The handshake picks the first one in
+    /// Subprotocols this route accepts. The opening handshake picks the first one in
     /// the client's `Sec-WebSocket-Protocol` list that appears here; with
     /// none in common the upgrade proceeds without a subprotocol (RFC 6455
     /// 4.2.2) and [`Conn::subprotocol`](crate::Conn::subprotocol) is `None`.

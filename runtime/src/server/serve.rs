@@ -16,6 +16,7 @@ use futures_util::AsyncWriteExt;
 
 use super::admission::Permit;
 use super::routes::{Endpoint, Page, Route};
+use super::shutdown::Seat;
 use super::state::Inner;
 use crate::connection::close::{self, CloseOutcome};
 use crate::connection::conn::Conn;
@@ -28,7 +29,7 @@ use crate::rt::{self, TcpStream};
 
 /// What to do with a socket once its request head is read.
 enum Decision<'a> {
-    /// A valid upgrade for a route. Leaves the handshake only once the
+    /// A valid upgrade for a route. Leaves the upgrade step only once the
     /// route's upgrade handler accepted it and the 101 is written.
     Upgrade(&'a Arc<Route>, Box<Request>, http::Upgrade, Vec<u8>),
     Page(&'a Page, bool),
@@ -97,26 +98,34 @@ pub(crate) async fn serve(
 ) {
     // Small frames (echoes, Close frames) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let handshake = async {
+    let upgrading = async {
         let head = http::read_head(&mut stream, inner.config.max_request_bytes).await;
         let decision = decide(&inner, head.ok()?, peer)?;
-        if let Decision::Upgrade(route, request, upgrade, _) = &decision {
-            if let Err(rejection) = route.handler.upgrade(request).await {
-                return Some(Decision::Reject(rejection));
-            }
-            stream
-                .write_all(&http::switching_protocols(upgrade))
-                .await
-                .ok()?;
+        let Decision::Upgrade(route, request, upgrade, _) = &decision else {
+            return Some((decision, None));
+        };
+        if let Err(rejection) = route.handler.upgrade(request).await {
+            return Some((Decision::Reject(rejection), None));
         }
-        Some(decision)
+        // The shutdown may have begun while the upgrade handler ran. Take a
+        // place in the drain's list first, then look again: a drain that
+        // started before this look waits for the place (see `Live`).
+        let seat = inner.live.reserve();
+        if inner.trigger.is_fired() {
+            return Some((Decision::Reject(Rejection::shutting_down()), None));
+        }
+        stream
+            .write_all(&http::switching_protocols(upgrade))
+            .await
+            .ok()?;
+        Some((decision, Some(seat)))
     };
-    let decision = match inner
+    let (decision, seat) = match inner
         .timers
-        .timeout(inner.config.upgrade_timeout, handshake)
+        .timeout(inner.config.upgrade_timeout, upgrading)
         .await
     {
-        Some(Some(decision)) => decision,
+        Some(Some(decided)) => decided,
         Some(None) => return,
         None => {
             inner.metrics.rejected(RejectReason::UpgradeTimeout);
@@ -154,6 +163,10 @@ pub(crate) async fn serve(
             http::send_and_close(stream, &response).await;
         }
         Decision::Upgrade(route, request, upgrade, rest) => {
+            // The upgrade step wrote the 101 holding a seat; never without.
+            let Some(seat) = seat else {
+                return;
+            };
             let ws = WebSocketStream::from_partially_read(
                 stream,
                 rest,
@@ -179,7 +192,7 @@ pub(crate) async fn serve(
             let extensions = extensions.into_inner().unwrap_or_else(|p| p.into_inner());
             // The connection gets a task of its own, sized for the
             // connection alone: this task's state machine also holds the
-            // handshake's, and an idle connection would carry both.
+            // upgrade step's, and an idle connection would carry both.
             rt::spawn(connection_task(
                 Arc::clone(&inner),
                 Arc::clone(route),
@@ -187,6 +200,7 @@ pub(crate) async fn serve(
                 info,
                 extensions,
                 permit,
+                seat,
             ));
         }
     }
@@ -205,10 +219,11 @@ fn connection_task(
     info: ConnInfo,
     extensions: Extensions,
     permit: Permit,
+    seat: Seat<'_>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let shared = Arc::new(Shared::new(info, inner.config.send_queue, extensions));
     let conn = Conn::new(shared, inner.registry.clone(), Arc::clone(&inner.state));
-    inner.live.insert(conn.handle());
+    seat.fill(conn.handle());
     inner.registry.insert(conn.handle());
     inner.metrics.opened();
     if inner.trigger.is_fired() {
@@ -228,7 +243,19 @@ fn connection_task(
         if inner.trigger.is_fired() {
             inner.tally.record(closed.outcome, dropped);
         }
-        route.handler.close(&conn, &closed).await;
+        // The close handler gets the handler grace too: a stuck one must not
+        // keep the connection's data and its place in a drain forever.
+        let grace = inner.config.handler_grace;
+        let close = route.handler.close(&conn, &closed);
+        if inner.timers.timeout(grace, close).await.is_none() {
+            tracing::warn!(
+                id = %conn.id(),
+                path = %conn.path(),
+                grace_ms = grace.as_millis() as u64,
+                "close handler still running after the handler grace; dropping it"
+            );
+            inner.metrics.handler_abandoned();
+        }
         drop(guard);
     }
 }

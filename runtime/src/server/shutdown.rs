@@ -64,26 +64,51 @@ async fn wait_until(event: &Event, ready: impl Fn() -> bool) {
 /// returned: what a drain waits for, and what it aborts at the deadline.
 /// Unlike the registry, it still lists a connection whose socket is closed
 /// while a handler of it runs.
+///
+/// An upgrade takes a [`Seat`] before its last look at the shutdown
+/// trigger, and its connection fills the seat once listed; a drain waits for
+/// the seats too. So no upgrade can pass that look, then slip into the list
+/// after a drain found it empty: either the upgrade sees the trigger fired
+/// and is refused, or the drain (which starts after the trigger fires)
+/// sees its seat.
 #[derive(Debug, Default)]
 pub(crate) struct Live {
-    tasks: Mutex<HashMap<ConnId, Handle>>,
-    /// Notified when the last task leaves.
+    tasks: Mutex<Tasks>,
+    /// Notified when the last task leaves and no seat is taken.
     empty: Event,
 }
 
+#[derive(Debug, Default)]
+struct Tasks {
+    by_id: HashMap<ConnId, Handle>,
+    /// Seats taken and not yet filled or given up.
+    seats: usize,
+}
+
+impl Tasks {
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty() && self.seats == 0
+    }
+}
+
 impl Live {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, Handle>> {
+    fn lock(&self) -> MutexGuard<'_, Tasks> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn insert(&self, handle: Handle) {
-        self.lock().insert(handle.id(), handle);
+    /// Holds a place for an upgrade about to complete; see [`Seat`].
+    pub(crate) fn reserve(&self) -> Seat<'_> {
+        self.lock().seats += 1;
+        Seat {
+            live: self,
+            filled: false,
+        }
     }
 
     pub(crate) fn remove(&self, id: ConnId) {
         let (removed, now_empty) = {
             let mut tasks = self.lock();
-            (tasks.remove(&id), tasks.is_empty())
+            (tasks.by_id.remove(&id), tasks.is_empty())
         };
         drop(removed);
         if now_empty {
@@ -92,11 +117,46 @@ impl Live {
     }
 
     fn handles(&self) -> Vec<Handle> {
-        self.lock().values().cloned().collect()
+        self.lock().by_id.values().cloned().collect()
     }
 
     async fn wait_empty(&self) {
         wait_until(&self.empty, || self.lock().is_empty()).await;
+    }
+}
+
+/// A place in [`Live`] held for an upgrade between its last shutdown check
+/// and its connection's listing: a drain waits for it. Dropping it unfilled
+/// (a refused or failed upgrade) gives the place up.
+#[derive(Debug)]
+pub(crate) struct Seat<'a> {
+    live: &'a Live,
+    filled: bool,
+}
+
+impl Seat<'_> {
+    /// The upgrade completed: its connection task takes the place.
+    pub(crate) fn fill(mut self, handle: Handle) {
+        let mut tasks = self.live.lock();
+        tasks.by_id.insert(handle.id(), handle);
+        tasks.seats -= 1;
+        self.filled = true;
+    }
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        if self.filled {
+            return;
+        }
+        let now_empty = {
+            let mut tasks = self.live.lock();
+            tasks.seats -= 1;
+            tasks.is_empty()
+        };
+        if now_empty {
+            self.live.empty.notify(usize::MAX);
+        }
     }
 }
 
@@ -131,7 +191,8 @@ const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// handlers; then drops the rest and gives their close handlers
 /// [`ABORT_GRACE`]. Connections that upgrade meanwhile are closed too by
 /// their own task (the server refuses new upgrades while draining, but one
-/// may be between its 101 and the registry).
+/// may be between its last shutdown check and its listing: the drain waits
+/// for its [`Seat`]).
 pub(crate) async fn drain(
     live: &Live,
     tally: &Tally,

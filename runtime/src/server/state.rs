@@ -68,4 +68,8 @@ impl Host for Inner {
     fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome) {
         self.metrics.closed(code, initiator, outcome);
     }
+
+    fn count_abandoned(&self) {
+        self.metrics.handler_abandoned();
+    }
 }

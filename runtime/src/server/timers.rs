@@ -1,7 +1,7 @@
 //! Coarse deadlines: one sweeper task per server instead of one runtime
 //! timer per socket.
 //!
-//! Every connection has deadlines (the handshake timeout, the heartbeat and
+//! Every connection has deadlines (the upgrade timeout, the heartbeat and
 //! other policy clocks, the close timeout), and most of them never fire.
 //! A runtime timer costs a wakeup of the reactor thread each time one is
 //! armed; at thousands of connections a second that was a large share of a

@@ -243,6 +243,51 @@ impl RawPeer {
         .await
     }
 
+    /// Like [`connect`](Self::connect), on a socket that holds little: a
+    /// 2 KiB receive buffer and a 536-byte MSS, so the server's kernel
+    /// buffers for this peer hold some tens of KiB instead of megabytes
+    /// (Linux sizes a send buffer from the peer's segment size). While this
+    /// peer does not read, a message of about 100 KiB then blocks the
+    /// server's writes yet fits in tungstenite's write buffer (128 KiB), so
+    /// the server can hand its Close frame to tungstenite behind it.
+    pub async fn connect_small_window(server: &TestServer, path: &str) -> RawPeer {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let addr = server.addr;
+        let connect = move || -> std::io::Result<std::net::TcpStream> {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_recv_buffer_size(2048)?;
+            socket.set_mss(536)?;
+            socket.connect(&addr.into())?;
+            let stream: std::net::TcpStream = socket.into();
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        };
+        let stream = within("tcp connect", async_std::task::spawn_blocking(connect))
+            .await
+            .expect("tcp connect");
+        let mut stream = TcpStream::from(stream);
+        within(
+            "write upgrade",
+            stream.write_all(upgrade_request(path).as_bytes()),
+        )
+        .await
+        .expect("write upgrade");
+        let head = read_response_head(&mut stream)
+            .await
+            .expect("a response to the upgrade");
+        assert!(head.starts_with("HTTP/1.1 101"), "expected 101, got {head}");
+        RawPeer::upgraded(stream)
+    }
+
+    /// Reads frames until the server ends the stream; every frame it sent.
+    pub async fn read_to_eof(&mut self) -> Vec<RawFrame> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.read_frame().await {
+            frames.push(frame);
+        }
+        frames
+    }
+
     /// Writes raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         within("raw write", self.stream.write_all(bytes))
@@ -753,7 +798,7 @@ pub use gate::*;
 
 mod gate {
     use async_std::channel::{unbounded, Receiver, Sender};
-    use wharf::{Closed, Conn, Handler, Message, Server};
+    use wharf::{Closed, Conn, Handler, Message, Registry, Server};
 
     use super::{next_event, start, RawPeer, OP_TEXT};
 
@@ -786,6 +831,8 @@ mod gate {
         pub release: Sender<()>,
         /// How each connection ended.
         pub closed: Receiver<Closed>,
+        /// The server's registry.
+        pub registry: Registry,
     }
 
     /// Starts `server` with a [`Gate`] on `/`, connects a raw peer, and
@@ -807,7 +854,15 @@ mod gate {
         let mut peer = RawPeer::connect(&server, "/").await;
         peer.send_frame(OP_TEXT, true, b"block").await;
         next_event(&entered).await;
-        (peer, Gated { release, closed })
+        let registry = server.registry.clone();
+        (
+            peer,
+            Gated {
+                release,
+                closed,
+                registry,
+            },
+        )
     }
 }
 
