@@ -158,6 +158,9 @@ async fn metrics_report_a_known_scenario_exactly() {
         "wharf_close_timeouts_total 1".to_owned(),
         format!("wharf_messages_received_total {received}"),
         format!("wharf_messages_sent_total {sent}"),
+        // Gauges: nothing is paused or full once every connection ended.
+        "wharf_connections_reads_paused 0".to_owned(),
+        "wharf_connections_send_queue_full 0".to_owned(),
     ];
     let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     expected.sort_unstable();
@@ -178,6 +181,8 @@ async fn metrics_report_a_known_scenario_exactly() {
         ("wharf_close_timeouts_total", "counter"),
         ("wharf_messages_received_total", "counter"),
         ("wharf_messages_sent_total", "counter"),
+        ("wharf_connections_reads_paused", "gauge"),
+        ("wharf_connections_send_queue_full", "gauge"),
     ] {
         let declared = format!("# TYPE {family} {kind}");
         assert!(body.lines().any(|l| l == declared), "missing {declared:?}");

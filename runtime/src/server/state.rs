@@ -68,4 +68,12 @@ impl Host for Inner {
     fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome) {
         self.metrics.closed(code, initiator, outcome);
     }
+
+    fn reading_paused(&self, paused: bool) {
+        self.metrics.reading_paused(paused);
+    }
+
+    fn send_queue_full(&self, full: bool) {
+        self.metrics.send_queue_full(full);
+    }
 }
