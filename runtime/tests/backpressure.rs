@@ -2,12 +2,10 @@
 //! server reads only a bounded amount from that peer (by count and by bytes),
 //! then stops reading until the handler catches up.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use wharf::Server;
+use wharf_test_support::*;
 
 /// Sends "block" to a [`Gate`], then `count` binary messages of `size` bytes,
 /// then a Ping; checks the Ping is not answered while the handler is blocked

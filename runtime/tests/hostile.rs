@@ -5,8 +5,6 @@
 //! echo, clean close). Some cases repeat `handshake.rs` and
 //! `protocol_errors.rs` in that "and then it still serves" form.
 
-mod support;
-
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,8 +13,8 @@ use std::time::{Duration, Instant};
 use async_std::io::WriteExt;
 use futures_util::future::join_all;
 use futures_util::{AsyncReadExt, FutureExt};
-use support::*;
 use wharf::{CloseCode, Error, Initiator, Message, Server};
+use wharf_test_support::*;
 
 /// Short, so the slow and silent clients are cut quickly.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -128,7 +126,7 @@ async fn request_heads_over_the_limit_get_431_and_the_server_still_serves() {
         ("an endless header line", endless),
         ("too many header lines", too_many),
     ] {
-        let response = http_request(f.server.addr, &request).await;
+        let response = http_exchange(f.server.addr, &request).await;
         assert_eq!(http_status(&response), Some(431), "{what}: {response:?}");
     }
     assert_eq!(f.recorded.tally.connects(), 0, "nothing was upgraded");

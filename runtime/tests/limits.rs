@@ -4,8 +4,6 @@
 //! limits (1009), and the bounded send queue (a slow consumer is closed with
 //! 1008 "Send queue full"; `send` waits for room, `try_send` does not).
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseOutcome, Closed, Conn, Error, Handle, Handler, Initiator, Message, Server};
+use wharf_test_support::*;
 
 /// How far past a policy's deadline its action may come: a functional bound
 /// (the policy fired, nothing waited for a default 30 s timer), not a

@@ -1,19 +1,17 @@
 //! The registry of live connections: counting, looking up, snapshots,
 //! broadcasting by route, and closing one or all, against real clients.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{
     CloseCode, CloseOutcome, Closed, Conn, ConnId, Error, Handle, Handler, Initiator, Message,
     Server,
 };
+use wharf_test_support::*;
 
 #[derive(Debug)]
 enum Event {
