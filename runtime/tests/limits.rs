@@ -599,6 +599,9 @@ async fn slow_consumer_is_closed_with_1008_send_queue_full() {
     // The socket is gone; what made it out ends without hanging.
     wait_until_dropped(&mut peer.stream, STEP).await;
     eventually("registry empty", || server.registry.count() == 0).await;
+    // Its queue was full when the close began; now that it has ended, it
+    // no longer counts as full.
+    assert_eq!(server.stats().send_queues_full, 0, "{:?}", server.stats());
 }
 
 #[async_std::test]
@@ -641,6 +644,10 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     }
     assert!(queued >= QUEUE);
 
+    // The server sees the queue full.
+    let full = || server.stats().send_queues_full;
+    eventually("the server to report the queue full", || full() == 1).await;
+
     // A waiting send does not complete while the queue stays full.
     let done = Arc::new(AtomicBool::new(false));
     let sending = {
@@ -658,6 +665,7 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     })
     .await;
     assert!(early.is_err(), "send completed while the queue was full");
+    assert_eq!(full(), 1, "the queue had room while the send waited");
 
     // Once the peer reads, room frees up: everything arrives in order and
     // the waiting send completes.
@@ -682,6 +690,7 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
         .expect("send after room freed up");
 
     // The queue has room again.
+    eventually("the server to report room in the queue", || full() == 0).await;
     handle.try_send("again").expect("try_send with room");
     let frame = peer.read_frame().await.expect("the message");
     assert_eq!(frame.payload, b"again");
@@ -692,6 +701,7 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     peer.expect_eof().await;
     let closed = closed_event(&events).await;
     assert_eq!(closed.messages_out as usize, queued + 2);
+    assert_eq!(full(), 0);
 
     // After the end both forms fail with Closed.
     assert!(matches!(
