@@ -1,19 +1,17 @@
 //! The `auth` example: a token checked at the upgrade (`/strict`, HTTP 401)
 //! and at connect (`/`, Close 1008), with real clients.
 
-mod support;
-
 #[allow(dead_code, unreachable_pub)]
 #[path = "../auth.rs"]
 mod auth;
 
-use support::*;
+use wharf_test_support::*;
 
 #[async_std::test]
 async fn strict_refuses_a_missing_or_wrong_token_with_401_and_no_upgrade() {
     let server = start(auth::app()).await;
     for path in ["/strict", "/strict?token=wrong", "/strict?token=secret2"] {
-        let response = http_exchange(server.addr, &upgrade_request(path, &[])).await;
+        let response = http_exchange_allowing_reset(server.addr, &upgrade_request(path)).await;
         assert_eq!(status(&response), 401, "{path}: {response}");
         assert!(
             !response.contains("Sec-WebSocket-Accept"),

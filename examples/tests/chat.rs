@@ -1,16 +1,14 @@
 //! The `chat` example: joining, broadcasting, the name check and the
 //! `/quit` and `/kick` commands, with real clients.
 
-mod support;
-
 #[allow(dead_code, unreachable_pub)]
 #[path = "../chat.rs"]
 mod chat;
 
-use support::*;
+use wharf_test_support::*;
 
 /// Joins as `name` and reads the welcome line.
-async fn join(server: &Running, name: &str) -> Client {
+async fn join(server: &TestServer, name: &str) -> Client {
     let mut client = connect(server, &format!("/chat?name={name}")).await;
     let welcome = next_text(&mut client).await;
     assert!(
@@ -23,7 +21,9 @@ async fn join(server: &Running, name: &str) -> Client {
 #[async_std::test]
 async fn the_page_is_served_at_the_root() {
     let server = start(chat::app()).await;
-    let response = http_exchange(server.addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    let response =
+        http_exchange_allowing_reset(server.addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await;
     assert_eq!(status(&response), 200, "{response}");
     assert!(response.contains("text/html"), "{response}");
     assert!(response.contains("<title>Wharf chat</title>"), "{response}");

@@ -1,8 +1,6 @@
 //! The `echo` example: echo and `kick` on any path, its command line, and
 //! each policy flag wired through to the server.
 
-mod support;
-
 #[allow(dead_code, unreachable_pub)]
 #[path = "../echo.rs"]
 mod echo;
@@ -14,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use echo::{app, Options};
 use futures_util::StreamExt;
-use support::*;
+use wharf_test_support::*;
 
 /// Parses a command line the way `cargo run --example echo -- ARGS` would.
 fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, clap::Error> {
@@ -22,7 +20,7 @@ fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, clap::E
 }
 
 /// Starts the echo example with the flags in `args`.
-async fn start_with(args: &[&str]) -> Running {
+async fn start_with(args: &[&str]) -> TestServer {
     let options = parse(args.iter().copied()).expect("flags");
     start(app(&options)).await
 }
@@ -188,9 +186,9 @@ async fn origin_refuses_other_origins_with_403() {
         "http://also-good.test:8000",
     ])
     .await;
-    let response = http_exchange(
+    let response = http_exchange_allowing_reset(
         server.addr,
-        &upgrade_request("/", &["Origin: http://evil.test"]),
+        &upgrade_request_with("/", &["Origin: http://evil.test"]),
     )
     .await;
     assert_eq!(status(&response), 403, "{response}");
@@ -206,7 +204,7 @@ async fn origin_refuses_other_origins_with_403() {
 async fn max_conns_per_ip_refuses_the_next_one_with_429() {
     let server = start_with(&["--max-conns-per-ip", "1"]).await;
     let mut first = connect(&server, "/").await;
-    let response = http_exchange(server.addr, &upgrade_request("/", &[])).await;
+    let response = http_exchange_allowing_reset(server.addr, &upgrade_request("/")).await;
     assert_eq!(status(&response), 429, "{response}");
     send_text(&mut first, "still here").await;
     assert_eq!(next_text(&mut first).await, "still here");
@@ -216,7 +214,7 @@ async fn max_conns_per_ip_refuses_the_next_one_with_429() {
 async fn max_conns_refuses_the_next_one_with_503() {
     let server = start_with(&["--max-conns", "1"]).await;
     let _first = connect(&server, "/").await;
-    let response = http_exchange(server.addr, &upgrade_request("/", &[])).await;
+    let response = http_exchange_allowing_reset(server.addr, &upgrade_request("/")).await;
     assert_eq!(status(&response), 503, "{response}");
 }
 
@@ -225,7 +223,7 @@ async fn connect_rate_refuses_a_burst_beyond_it_with_429() {
     let server = start_with(&["--connect-rate", "1"]).await;
     let _first = connect(&server, "/").await;
     // The bucket held one token and refills one a second.
-    let response = http_exchange(server.addr, &upgrade_request("/", &[])).await;
+    let response = http_exchange_allowing_reset(server.addr, &upgrade_request("/")).await;
     assert_eq!(status(&response), 429, "{response}");
 }
 
@@ -246,7 +244,7 @@ async fn session_ttl_closes_at_the_deadline_with_1008() {
 #[async_std::test]
 async fn heartbeat_pings_then_drops_a_peer_that_never_answers() {
     let server = start_with(&["--ping-interval-ms", "50", "--pong-timeout-ms", "50"]).await;
-    let mut peer = RawPeer::connect(server.addr, "/").await;
+    let mut peer = RawPeer::connect(&server, "/").await;
     let ping = peer.read_frame().await.expect("a ping");
     assert_eq!(ping.opcode, OP_PING);
     // No pong: the server drops the socket without a Close frame.
@@ -258,7 +256,7 @@ async fn drain_ms_bounds_the_graceful_shutdown() {
     let server = start_with(&["--drain-ms", "200"]).await;
     let mut polite = connect(&server, "/").await;
     // This peer never answers the server's Close.
-    let mut silent = RawPeer::connect(server.addr, "/").await;
+    let mut silent = RawPeer::connect(&server, "/").await;
     let reading = async_std::task::spawn(async move { closed_by_server(&mut polite).await });
     let summary = server.shutdown().await;
     assert_eq!(summary.clean, 1, "{summary:?}");
@@ -278,7 +276,7 @@ async fn metrics_serves_prometheus_counters() {
     let mut client = connect(&server, "/").await;
     send_text(&mut client, "count me").await;
     assert_eq!(next_text(&mut client).await, "count me");
-    let response = http_exchange(
+    let response = http_exchange_allowing_reset(
         server.addr,
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )
@@ -297,7 +295,7 @@ async fn metrics_serves_prometheus_counters() {
 #[async_std::test]
 async fn without_metrics_the_path_is_not_served() {
     let server = start_with(&[]).await;
-    let response = http_exchange(
+    let response = http_exchange_allowing_reset(
         server.addr,
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )

@@ -1,15 +1,13 @@
 //! The `session` example: messages are echoed until the session's TTL, and
 //! the first one after it is answered by Close 1008 "Session expired".
 
-mod support;
-
 #[allow(dead_code, unreachable_pub)]
 #[path = "../session.rs"]
 mod session;
 
 use std::time::{Duration, Instant};
 
-use support::*;
+use wharf_test_support::*;
 
 #[async_std::test]
 async fn messages_before_expiry_are_echoed() {

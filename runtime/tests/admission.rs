@@ -7,8 +7,6 @@
 //! Clients from a second address bind their socket to 127.0.0.2 (the whole
 //! 127.0.0.0/8 range is loopback on Linux) before connecting.
 
-mod support;
-
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +18,8 @@ use async_std::net::TcpStream;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::*;
 use wharf::{ConnectRate, Handler, RejectReason, Rejection, Request, Server};
+use wharf_test_support::*;
 
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -79,10 +77,6 @@ async fn refused_without_request(from: IpAddr, server: &TestServer) -> String {
     head
 }
 
-fn status(head: &str) -> u16 {
-    http_status(head).unwrap_or_else(|| panic!("not an HTTP response: {head:?}"))
-}
-
 fn has_header(head: &str, name: &str) -> bool {
     head.lines().any(|line| {
         line.split_once(':')
@@ -138,9 +132,9 @@ async fn upgrade_eventually(from: IpAddr, server: &TestServer, refusal: u16) -> 
 }
 
 /// Starts `server` with a recording echo on `/`.
-async fn start_recording(server: Server) -> (Running, Recorded) {
+async fn start_recording(server: Server) -> (TestServer, Recorded) {
     let (echo, recorded) = recording_echo();
-    (start_with_handle(server.route("/", echo)).await, recorded)
+    (start(server.route("/", echo)).await, recorded)
 }
 
 #[async_std::test]
@@ -149,7 +143,7 @@ async fn connections_beyond_the_rate_are_refused_with_429_per_ip() {
     // during the test.
     let (running, recorded) =
         start_recording(Server::new().connect_rate(ConnectRate::new(0.01, 3))).await;
-    let server = &running.server;
+    let server = &running;
 
     // A client that connects and disconnects in a loop: the burst is served.
     for _ in 0..3 {
@@ -177,7 +171,7 @@ async fn connections_beyond_the_rate_are_refused_with_429_per_ip() {
 #[async_std::test]
 async fn connections_beyond_the_per_ip_limit_are_refused_with_429() {
     let (running, recorded) = start_recording(Server::new().max_connections_per_ip(2)).await;
-    let server = &running.server;
+    let server = &running;
 
     let first = ws_from(HOME, server, "/").await;
     let _second = ws_from(HOME, server, "/").await;
@@ -204,7 +198,7 @@ async fn connections_beyond_the_per_ip_limit_are_refused_with_429() {
 #[async_std::test]
 async fn connections_beyond_max_connections_are_refused_with_503() {
     let (running, recorded) = start_recording(Server::new().max_connections(2)).await;
-    let server = &running.server;
+    let server = &running;
 
     let first = ws_from(HOME, server, "/").await;
     let _second = ws_from(OTHER, server, "/").await;
@@ -236,7 +230,7 @@ async fn a_default_port_is_the_same_origin() {
             .allow_origin("http://LOCALHOST"),
     )
     .await;
-    let server = &running.server;
+    let server = &running;
     for (origin, expected) in [
         ("https://chat.example", 101),
         ("https://chat.example:443", 101),
@@ -264,7 +258,7 @@ async fn a_default_port_is_the_same_origin() {
 #[async_std::test]
 async fn only_allowed_origins_may_upgrade() {
     let (running, recorded) = start_recording(Server::new().allow_origin("http://a.example")).await;
-    let server = &running.server;
+    let server = &running;
 
     let upgrade = |headers: &'static [(&'static str, &'static str)]| {
         let request = request_with("/", headers);
@@ -336,27 +330,27 @@ impl Handler for Gatekeeper {
 #[async_std::test]
 async fn the_upgrade_handler_refuses_with_its_own_status() {
     let connects = Arc::new(AtomicUsize::new(0));
-    let running = start_with_handle(Server::new().route(
+    let running = start(Server::new().route(
         "/",
         Gatekeeper {
             connects: Arc::clone(&connects),
         },
     ))
     .await;
-    let server = &running.server;
+    let server = &running;
 
-    let response = http_request(server.addr, &upgrade_request("/")).await;
+    let response = http_exchange(server.addr, &upgrade_request("/")).await;
     assert_eq!(http_status(&response), Some(401), "{response}");
     assert!(has_header(&response, "WWW-Authenticate"), "{response}");
     assert!(response.ends_with("\r\n\r\ntoken required\n"), "{response}");
 
-    let response = http_request(server.addr, &upgrade_request("/?token=legacy")).await;
+    let response = http_exchange(server.addr, &upgrade_request("/?token=legacy")).await;
     assert_eq!(http_status(&response), Some(451), "{response}");
-    let response = http_request(server.addr, &upgrade_request("/?token=confused")).await;
+    let response = http_exchange(server.addr, &upgrade_request("/?token=confused")).await;
     assert_eq!(http_status(&response), Some(500), "{response}");
 
     // A path without a route is a different reason.
-    let response = http_request(server.addr, &upgrade_request("/nowhere")).await;
+    let response = http_exchange(server.addr, &upgrade_request("/nowhere")).await;
     assert_eq!(http_status(&response), Some(404), "{response}");
 
     let (head, stream) = exchange_from(HOME, server, &upgrade_request("/?token=secret")).await;
@@ -380,7 +374,7 @@ async fn a_refused_address_does_not_delay_others() {
     // costs no request reading and holds no slot.
     let (running, recorded) =
         start_recording(Server::new().connect_rate(ConnectRate::new(0.01, 1))).await;
-    let server = &running.server;
+    let server = &running;
     let first = ws_from(HOME, server, "/").await;
     for _ in 0..20 {
         let head = refused_without_request(HOME, server).await;
@@ -410,7 +404,7 @@ async fn the_rate_refills_over_time() {
     // admitted once a tenth of a second has refilled a token.
     let (running, _recorded) =
         start_recording(Server::new().connect_rate(ConnectRate::new(10.0, 1))).await;
-    let server = &running.server;
+    let server = &running;
     let started = Instant::now();
     let first = ws_from(HOME, server, "/").await;
     let head = refused_without_request(HOME, server).await;

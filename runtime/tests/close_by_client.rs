@@ -4,8 +4,6 @@
 //! message handler; a TCP stream that ends without a Close is reported as
 //! 1006; and `close()` after the peer closed returns the final outcome.
 
-mod support;
-
 use std::net::Shutdown;
 use std::time::Duration;
 
@@ -14,10 +12,10 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{
     CloseCode, CloseOutcome, Closed, Conn, Error, Handle, Handler, Initiator, Message, Server,
 };
+use wharf_test_support::*;
 
 /// How long a `close()` on a connection that has already ended may take: it
 /// only reads the stored outcome.

@@ -1,19 +1,17 @@
 //! Server-initiated closes: from the connect handler, from a message
 //! handler, and from another task through a handle.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{
     CloseCode, CloseOutcome, Closed, Conn, ConnId, Error, Handle, Handler, Initiator, Message,
     Server,
 };
+use wharf_test_support::*;
 
 /// Closes on connect when the query says so, and on the message "bye";
 /// reports every close() outcome and every Closed record.

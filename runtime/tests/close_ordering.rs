@@ -3,14 +3,12 @@
 //! close has begun, reasons are cut to fit, unsendable codes are refused
 //! without touching the connection, and a full send queue says so.
 
-mod support;
-
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::future::join;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseCode, CloseOutcome, Closed, Conn, Error, Handle, Handler, Message, Server};
+use wharf_test_support::*;
 
 #[derive(Debug)]
 enum Event {

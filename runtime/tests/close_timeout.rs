@@ -2,8 +2,6 @@
 //! cannot hold the connection open. `close()` returns `TimedOut` once the
 //! configured timeout has passed, and the socket is shut down anyway.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_std::io::{ReadExt, WriteExt};
 use async_std::task::JoinHandle;
-use support::*;
 use wharf::{CloseCode, CloseOutcome, Closed, Conn, Handle, Handler, Initiator, Message, Server};
+use wharf_test_support::*;
 
 /// The close timeout every test here configures.
 const TIMEOUT: Duration = Duration::from_millis(300);

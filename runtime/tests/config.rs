@@ -1,12 +1,10 @@
 //! The settings: one way to set each (the setters on `Server`), and a value
 //! that cannot work is an `Error::Config` from `bind` naming the setter.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use wharf::{CloseCode, ConnectRate, Error, Handler, Server};
+use wharf_test_support::*;
 
 struct Nothing;
 impl Handler for Nothing {}
@@ -72,7 +70,7 @@ async fn an_invalid_value_is_an_error_naming_its_setter() {
 async fn a_later_setter_wins_and_nothing_discards_earlier_ones() {
     // Every setter writes into the one configuration: a later one does not
     // reset the others (there is no `config(...)` that replaces them all).
-    let server = start_with_handle(
+    let server = start(
         Server::new()
             .max_connections(1)
             .send_queue(8)
@@ -80,8 +78,8 @@ async fn a_later_setter_wins_and_nothing_discards_earlier_ones() {
             .route("/", Nothing),
     )
     .await;
-    let _a = RawPeer::connect(&server.server, "/").await;
-    let _b = RawPeer::connect(&server.server, "/").await;
-    let third = http_request(server.server.addr, &upgrade_request("/")).await;
+    let _a = RawPeer::connect(&server, "/").await;
+    let _b = RawPeer::connect(&server, "/").await;
+    let third = http_exchange(server.addr, upgrade_request("/")).await;
     assert!(third.starts_with("HTTP/1.1 503"), "{third}");
 }

@@ -13,8 +13,6 @@
 //! Case counts are small, so the whole file runs in seconds in a debug
 //! build; multiply them for a longer hunt with `FUZZ_CASES_FACTOR=N`.
 
-mod support;
-
 use std::cell::RefCell;
 use std::fmt::Debug;
 use std::net::Shutdown;
@@ -27,11 +25,11 @@ use async_std::task::block_on;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
-use support::*;
 use wharf::{
     CloseCode, CloseOutcome, Conn, ConnectRate, Error, Handle, Handler, Initiator, Message, Server,
     MAX_REASON_BYTES,
 };
+use wharf_test_support::*;
 
 // ---- running properties ----
 
@@ -1151,10 +1149,12 @@ fn a_huge_read_buffer_is_refused_or_served() {
                 Err(Error::Config { .. }) => continue,
                 Err(other) => panic!("{other:?}"),
                 Ok(listening) => {
-                    let addr = listening.local_addr();
-                    let registry = listening.registry();
-                    async_std::task::spawn(listening.run());
-                    let server = TestServer { addr, registry };
+                    let server = TestServer {
+                        addr: listening.local_addr(),
+                        registry: listening.registry(),
+                        handle: listening.handle(),
+                        run: async_std::task::spawn(listening.run()),
+                    };
                     assert_healthy(&server, &recorded, "/").await;
                 }
             }

@@ -3,8 +3,6 @@
 //! after what was queued, waits for the closing handshakes up to the drain
 //! deadline, drops the rest, and `run()` returns a summary.
 
-mod support;
-
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,10 +14,10 @@ use async_std::net::TcpStream;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{
     CloseOutcome, Closed, Conn, Handle, Handler, Initiator, Message, RejectReason, Server,
 };
+use wharf_test_support::*;
 
 /// How far past the drain deadline `run()` may return: a correctness bound
 /// (the deadline was honoured, nothing waited for a longer timeout), not a
@@ -64,7 +62,7 @@ impl Counted {
 
 /// Starts `server` with a [`Counter`] on `/` whose close handler takes
 /// `close_work`.
-async fn start_counted(server: Server, close_work: Duration) -> (Running, Counted) {
+async fn start_counted(server: Server, close_work: Duration) -> (TestServer, Counted) {
     let (connects, closes, stalls) = (
         Arc::default(),
         Arc::<AtomicUsize>::default(),
@@ -87,13 +85,13 @@ async fn start_counted(server: Server, close_work: Duration) -> (Running, Counte
         handles,
         records,
     };
-    (start_with_handle(server.route("/", handler)).await, counted)
+    (start(server.route("/", handler)).await, counted)
 }
 
 /// Starts a [`Counter`] server with the default shutdown Close and a drain
 /// deadline of `drain`, and a close timeout far longer: the drain deadline
 /// is what cuts a peer that never answers the Close.
-async fn start_draining(drain: Duration) -> (Running, Counted) {
+async fn start_draining(drain: Duration) -> (TestServer, Counted) {
     start_counted(
         Server::new()
             .close_timeout(Duration::from_secs(30))
@@ -183,7 +181,7 @@ async fn assert_going_away(reports: &Receiver<Report>) {
 }
 
 /// Awaits `run()`'s result, which must come within `drain` + [`MARGIN`].
-async fn summary_within(running: Running, drain: Duration) -> wharf::CloseSummary {
+async fn summary_within(running: TestServer, drain: Duration) -> wharf::CloseSummary {
     within_for(
         drain + MARGIN,
         "run() to return after the drain",
@@ -204,7 +202,7 @@ async fn a_thousand_connections_all_get_going_away() {
         Duration::ZERO,
     )
     .await;
-    let server = &running.server;
+    let server = &running;
 
     let (report, reports) = unbounded();
     for _ in 0..N / 50 {
@@ -257,7 +255,7 @@ async fn a_peer_that_ignores_the_close_is_cut_at_the_drain_deadline() {
     // cuts the silent peer.
     let drain = Duration::from_millis(500);
     let (running, counted) = start_draining(drain).await;
-    let server = &running.server;
+    let server = &running;
     let mut silent = RawPeer::connect(server, "/").await;
     let reports = clients_awaiting_close(server, 1).await;
     eventually("both registered", || server.registry.count() == 2).await;
@@ -309,7 +307,7 @@ async fn a_peer_that_ignores_the_close_is_cut_at_the_drain_deadline() {
 #[async_std::test]
 async fn messages_queued_before_the_shutdown_arrive_before_the_close() {
     let (running, counted) = start_counted(Server::new(), Duration::ZERO).await;
-    let mut client = small_client(&running.server).await;
+    let mut client = small_client(&running).await;
     let handle = next_event(&counted.handles).await;
 
     for text in ["one", "two", "three"] {
@@ -346,7 +344,7 @@ async fn messages_queued_before_the_shutdown_arrive_before_the_close() {
 #[async_std::test]
 async fn new_connections_are_refused_once_the_shutdown_begins() {
     let (running, counted) = start_counted(Server::new(), Duration::ZERO).await;
-    let addr = running.server.addr;
+    let addr = running.addr;
     let handle = running.handle.clone();
 
     // A request being read when the shutdown begins: accepted, half sent.
@@ -411,7 +409,7 @@ async fn the_summary_counts_each_connection_once() {
     // is not yet out of the registry must not be counted again.
     for round in 0..100 {
         let (running, counted) = start_counted(Server::new(), Duration::ZERO).await;
-        let reports = clients_awaiting_close(&running.server, 2).await;
+        let reports = clients_awaiting_close(&running, 2).await;
         eventually("connected", || counted.connects() == 2).await;
         running.handle.shutdown();
         let summary = summary_within(running, Duration::from_secs(10)).await;
@@ -435,7 +433,7 @@ async fn a_custom_shutdown_code_and_reason_are_sent() {
         Duration::ZERO,
     )
     .await;
-    let reports = clients_awaiting_close(&running.server, 1).await;
+    let reports = clients_awaiting_close(&running, 1).await;
     next_event(&counted.handles).await;
 
     running.handle.shutdown();
@@ -459,7 +457,7 @@ async fn close_handlers_have_run_when_run_returns() {
     // must have finished by then.
     const N: usize = 3;
     let (running, counted) = start_counted(Server::new(), Duration::from_millis(100)).await;
-    let reports = clients_awaiting_close(&running.server, N).await;
+    let reports = clients_awaiting_close(&running, N).await;
     eventually("all connected", || counted.connects() == N).await;
 
     running.handle.shutdown();
@@ -480,8 +478,8 @@ async fn dropped_connections_run_their_close_handler() {
     let (running, counted) = start_draining(drain).await;
     // One peer never answers the Close; another neither reads nor returns
     // from its message handler.
-    let _silent = RawPeer::connect(&running.server, "/").await;
-    let mut stalled = small_client(&running.server).await;
+    let _silent = RawPeer::connect(&running, "/").await;
+    let mut stalled = small_client(&running).await;
     within("send", stalled.send(WsMessage::text("stall")))
         .await
         .expect("send");
@@ -520,7 +518,7 @@ async fn a_stalled_handler_does_not_outlive_the_shutdown() {
         Duration::ZERO,
     )
     .await;
-    let mut client = small_client(&running.server).await;
+    let mut client = small_client(&running).await;
     within("send", client.send(WsMessage::text("stall")))
         .await
         .expect("send");
@@ -555,7 +553,7 @@ async fn a_handler_stuck_after_its_socket_closed_does_not_hold_the_drain() {
         Duration::ZERO,
     )
     .await;
-    let mut client = small_client(&running.server).await;
+    let mut client = small_client(&running).await;
     within("send", client.send(WsMessage::text("stall")))
         .await
         .expect("send");
@@ -600,7 +598,7 @@ impl Handler for GatedUpgrade {
 async fn an_upgrade_accepted_after_the_drain_is_refused_with_503() {
     let (entered_tx, entered) = unbounded();
     let (open, gate) = unbounded();
-    let running = start_with_handle(Server::new().route(
+    let running = start(Server::new().route(
         "/",
         GatedUpgrade {
             entered: entered_tx,
@@ -608,7 +606,7 @@ async fn an_upgrade_accepted_after_the_drain_is_refused_with_503() {
         },
     ))
     .await;
-    let mut stream = within("tcp connect", TcpStream::connect(running.server.addr))
+    let mut stream = within("tcp connect", TcpStream::connect(running.addr))
         .await
         .expect("tcp connect");
     within("write", stream.write_all(upgrade_request("/").as_bytes()))

@@ -4,15 +4,13 @@
 //! the same grace. Either way the connection's data and its place in the
 //! server are released, and the drop is counted.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseOutcome, Closed, Conn, Handler, Initiator, Message, Server};
+use wharf_test_support::*;
 
 /// The grace every test here configures.
 const GRACE: Duration = Duration::from_millis(200);
@@ -75,10 +73,10 @@ impl Handler for Stuck {
 
 /// A server with a [`Stuck`] route on `/` and a handler grace of
 /// [`GRACE`]; the events, and the sender that keeps the channel open.
-async fn start_stuck(close_blocks: bool) -> (Running, Receiver<Event>, Sender<()>) {
+async fn start_stuck(close_blocks: bool) -> (TestServer, Receiver<Event>, Sender<()>) {
     let (events, rx) = unbounded();
     let (keep, never) = unbounded();
-    let running = start_with_handle(Server::new().handler_grace(GRACE).route(
+    let running = start(Server::new().handler_grace(GRACE).route(
         "/",
         Stuck {
             events,
@@ -104,7 +102,7 @@ async fn close_client(client: &mut Client) {
 #[async_std::test]
 async fn a_message_handler_stuck_after_the_socket_closed_is_dropped_after_the_grace() {
     let (running, events, _keep) = start_stuck(false).await;
-    let mut client = connect(&running.server, "/").await;
+    let mut client = connect(&running, "/").await;
     within("send", client.send(WsMessage::text("stuck")))
         .await
         .unwrap();
@@ -128,7 +126,7 @@ async fn a_message_handler_stuck_after_the_socket_closed_is_dropped_after_the_gr
     assert_eq!(closed.outcome, CloseOutcome::Clean);
     expect_event!(&events, Event::DataDropped => ());
 
-    assert_eq!(running.server.registry.count(), 0);
+    assert_eq!(running.registry.count(), 0);
     let stats = running.handle.stats();
     assert_eq!(stats.handlers_abandoned, 1);
     assert_eq!(stats.active, 0);
@@ -138,14 +136,14 @@ async fn a_message_handler_stuck_after_the_socket_closed_is_dropped_after_the_gr
         .any(|l| l == "wharf_handlers_abandoned_total 1"));
 
     // The server goes on serving.
-    let mut other = connect(&running.server, "/").await;
+    let mut other = connect(&running, "/").await;
     assert_echo(&mut other, "still here").await;
 }
 
 #[async_std::test]
 async fn a_stuck_close_handler_is_dropped_after_the_grace() {
     let (running, events, _keep) = start_stuck(true).await;
-    let mut client = connect(&running.server, "/").await;
+    let mut client = connect(&running, "/").await;
     assert_echo(&mut client, "hello").await;
     close_client(&mut client).await;
 

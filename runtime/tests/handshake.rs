@@ -3,8 +3,6 @@
 //! errors, the handshake timeout, and what the upgrade request tells the
 //! handlers (path, query, headers, peer, subprotocol, id).
 
-mod support;
-
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,9 +15,9 @@ use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use support::*;
 use wharf::http::HeaderMap;
 use wharf::{Conn, ConnId, Error, Handler, Message, Route, Server};
+use wharf_test_support::*;
 
 // ---- handlers ----
 

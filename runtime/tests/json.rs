@@ -2,13 +2,11 @@
 //! sending a value, the `Json` reply, and what bad JSON from a peer does.
 #![cfg(feature = "json")]
 
-mod support;
-
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use support::*;
 use wharf as ws;
+use wharf_test_support::*;
 use ws::{Conn, Error, Json, Message, Server};
 
 #[derive(Debug, Deserialize)]

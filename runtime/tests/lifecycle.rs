@@ -5,8 +5,6 @@
 //! are answered while a handler is busy, and handlers run one at a time in
 //! arrival order.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -19,8 +17,8 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseCode, Closed, Conn, ConnId, Error, Handle, Handler, Initiator, Message, Server};
+use wharf_test_support::*;
 
 // ---- shared bits ----
 

@@ -4,8 +4,6 @@
 //! limits (1009), and the bounded send queue (a slow consumer is closed with
 //! 1008 "Send queue full"; `send` waits for room, `try_send` does not).
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseOutcome, Closed, Conn, Error, Handle, Handler, Initiator, Message, Server};
+use wharf_test_support::*;
 
 /// How far past a policy's deadline its action may come: a functional bound
 /// (the policy fired, nothing waited for a default 30 s timer), not a
@@ -601,6 +599,9 @@ async fn slow_consumer_is_closed_with_1008_send_queue_full() {
     // The socket is gone; what made it out ends without hanging.
     wait_until_dropped(&mut peer.stream, STEP).await;
     eventually("registry empty", || server.registry.count() == 0).await;
+    // Its queue was full when the close began; now that it has ended, it
+    // no longer counts as full.
+    assert_eq!(server.stats().send_queues_full, 0, "{:?}", server.stats());
 }
 
 #[async_std::test]
@@ -643,6 +644,10 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     }
     assert!(queued >= QUEUE);
 
+    // The server sees the queue full.
+    let full = || server.stats().send_queues_full;
+    eventually("the server to report the queue full", || full() == 1).await;
+
     // A waiting send does not complete while the queue stays full.
     let done = Arc::new(AtomicBool::new(false));
     let sending = {
@@ -660,6 +665,7 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     })
     .await;
     assert!(early.is_err(), "send completed while the queue was full");
+    assert_eq!(full(), 1, "the queue had room while the send waited");
 
     // Once the peer reads, room frees up: everything arrives in order and
     // the waiting send completes.
@@ -684,6 +690,7 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
         .expect("send after room freed up");
 
     // The queue has room again.
+    eventually("the server to report room in the queue", || full() == 0).await;
     handle.try_send("again").expect("try_send with room");
     let frame = peer.read_frame().await.expect("the message");
     assert_eq!(frame.payload, b"again");
@@ -694,6 +701,7 @@ async fn try_send_fails_when_full_and_send_waits_for_room() {
     peer.expect_eof().await;
     let closed = closed_event(&events).await;
     assert_eq!(closed.messages_out as usize, queued + 2);
+    assert_eq!(full(), 0);
 
     // After the end both forms fail with Closed.
     assert!(matches!(

@@ -1,8 +1,6 @@
 //! One structured `tracing` event per connection end: its fields, and its
 //! level (info when clean, warn otherwise).
 
-mod support;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,12 +10,12 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 use wharf::{CloseCode, Conn, Handler, Message, Server};
+use wharf_test_support::*;
 
 /// One captured "connection closed" event: its level and every field as text.
 #[derive(Debug, Clone)]

@@ -3,15 +3,13 @@
 //! each way), then the Prometheus text served on the metrics path and
 //! `ServerHandle::stats()` must both say exactly that.
 
-mod support;
-
 use std::time::Duration;
 
 use async_std::channel::{unbounded, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseCode, Closed, Conn, Handler, Initiator, Message, RejectReason, Server};
+use wharf_test_support::*;
 
 /// Echoes; the text "kick" makes the server close with 1008 "kicked".
 /// Reports every close.
@@ -96,7 +94,7 @@ async fn metrics_report_a_known_scenario_exactly() {
     const KICKED: usize = 2; // clean server closes with 1008
 
     let (closed_tx, closed) = unbounded();
-    let running = start_with_handle(
+    let running = start(
         Server::new()
             .metrics("/metrics")
             .allow_origin("http://ok.example")
@@ -104,7 +102,7 @@ async fn metrics_report_a_known_scenario_exactly() {
             .route("/", Kicker { closed: closed_tx }),
     )
     .await;
-    let server = &running.server;
+    let server = &running;
 
     for _ in 0..CHATTERS {
         chat_and_leave(server, MESSAGES).await;
@@ -122,7 +120,7 @@ async fn metrics_report_a_known_scenario_exactly() {
     // A browser from another origin: refused with 403.
     let mut request = upgrade_request("/");
     request.insert_str(request.len() - 2, "Origin: http://evil.example\r\n");
-    let response = http_request(server.addr, &request).await;
+    let response = http_exchange(server.addr, &request).await;
     assert_eq!(http_status(&response), Some(403), "{response}");
 
     // Every connection has ended (the counters are updated before the
@@ -159,11 +157,14 @@ async fn metrics_report_a_known_scenario_exactly() {
         "wharf_handlers_abandoned_total 0".to_owned(),
         format!("wharf_messages_received_total {received}"),
         format!("wharf_messages_sent_total {sent}"),
+        // Gauges: nothing is paused or full once every connection ended.
+        "wharf_connections_reads_paused 0".to_owned(),
+        "wharf_connections_send_queue_full 0".to_owned(),
     ];
     let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     expected.sort_unstable();
 
-    let response = http_request(
+    let response = http_exchange(
         server.addr,
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )
@@ -180,6 +181,8 @@ async fn metrics_report_a_known_scenario_exactly() {
         ("wharf_handlers_abandoned_total", "counter"),
         ("wharf_messages_received_total", "counter"),
         ("wharf_messages_sent_total", "counter"),
+        ("wharf_connections_reads_paused", "gauge"),
+        ("wharf_connections_send_queue_full", "gauge"),
     ] {
         let declared = format!("# TYPE {family} {kind}");
         assert!(body.lines().any(|l| l == declared), "missing {declared:?}");
@@ -205,7 +208,7 @@ async fn metrics_report_a_known_scenario_exactly() {
     assert_eq!(stats.messages_out, sent as u64);
 
     // Counters only grow: a second scrape counts the first.
-    let response = http_request(
+    let response = http_exchange(
         server.addr,
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )
@@ -223,21 +226,21 @@ async fn metrics_report_a_known_scenario_exactly() {
 #[async_std::test]
 async fn the_metrics_path_answers_plain_get_only() {
     let (closed_tx, _closed) = unbounded();
-    let running = start_with_handle(
+    let running = start(
         Server::new()
             .metrics("/metrics")
             .route("/", Kicker { closed: closed_tx }),
     )
     .await;
-    let addr = running.server.addr;
+    let addr = running.addr;
 
-    let response = http_request(
+    let response = http_exchange(
         addr,
         "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n",
     )
     .await;
     assert_eq!(http_status(&response), Some(405), "{response}");
-    let response = http_request(addr, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    let response = http_exchange(addr, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
     let body = prometheus_body(&response);
     assert!(
         body.contains("wharf_connections_rejected_total{reason=\"bad_request\"} 1"),
@@ -248,7 +251,7 @@ async fn the_metrics_path_answers_plain_get_only() {
     // Without a metrics path, nothing is served there.
     let (closed_tx, _closed) = unbounded();
     let plain = start(Server::new().route("/", Kicker { closed: closed_tx })).await;
-    let response = http_request(
+    let response = http_exchange(
         plain.addr,
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )

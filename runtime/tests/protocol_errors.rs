@@ -4,15 +4,13 @@
 //! code as a server-initiated end, and the server goes on serving other
 //! clients.
 
-mod support;
-
 use std::time::Duration;
 
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{CloseCode, Closed, Conn, Handler, Initiator, Message, Server};
+use wharf_test_support::*;
 
 /// Echoes messages and reports every close.
 struct Echo {

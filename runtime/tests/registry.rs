@@ -1,19 +1,17 @@
 //! The registry of live connections: counting, looking up, snapshots,
 //! broadcasting by route, and closing one or all, against real clients.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_std::channel::{unbounded, Receiver, Sender};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use support::*;
 use wharf::{
     CloseCode, CloseOutcome, Closed, Conn, ConnId, Error, Handle, Handler, Initiator, Message,
     Server,
 };
+use wharf_test_support::*;
 
 #[derive(Debug)]
 enum Event {
@@ -498,12 +496,12 @@ async fn broadcast_skips_a_connection_failing_on_a_protocol_error() {
     // it is on its way out: broadcasts no longer reach it.
     let mut delivered = 0;
     eventually("the failing connection, still listed, is skipped", || {
-        let n = gated.registry.broadcast("/", "news");
+        let n = gated.server.registry.broadcast("/", "news");
         delivered += n;
-        n == 0 && gated.registry.count() == 1
+        n == 0 && gated.server.registry.count() == 1
     })
     .await;
-    assert_eq!(gated.registry.broadcast("/", "news"), 0);
+    assert_eq!(gated.server.registry.broadcast("/", "news"), 0);
 
     // Its own handlers' replies still go out, then the Close.
     gated.release.send(()).await.unwrap();

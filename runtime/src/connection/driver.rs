@@ -80,7 +80,7 @@ pub(crate) trait Events: Send + Sync {
 
 /// What the driver asks of the server that runs it: a deadline service
 /// (one sweeper for every connection, `server/timers.rs`) and counters
-/// (`server/metrics.rs`).
+/// and gauges (`server/metrics.rs`).
 pub(crate) trait Host: Sync {
     /// A key for this connection's one deadline.
     fn deadline_key(&self) -> u64;
@@ -94,6 +94,14 @@ pub(crate) trait Host: Sync {
     fn count_close(&self, code: CloseCode, initiator: Initiator, outcome: CloseOutcome);
     /// Counts one handler dropped for outliving the handler grace.
     fn count_abandoned(&self);
+    /// This connection's reading paused because its inbox is full (`true`),
+    /// or resumed. Called only when the state changes, and with `false`
+    /// before the connection ends if it was paused.
+    fn reading_paused(&self, paused: bool);
+    /// This connection's send queue became full (`true`), or has room
+    /// again. Called only when the state changes, and with `false` before
+    /// the connection ends if it was full.
+    fn send_queue_full(&self, full: bool);
 }
 
 /// Where the connection is in its closing handshake.
@@ -196,6 +204,12 @@ pub(crate) struct Driver<'c> {
     budget: u32,
     /// The server gave up on the connection before it ended (see `abort`).
     dropped: bool,
+    /// The send queue was full when last looked at (by the slow-consumer
+    /// clock while open); cleared by a write that takes from it, and at
+    /// the end, when the queue is dropped.
+    queue_full: bool,
+    /// What the host was last told: (reading paused, send queue full).
+    pressure: (bool, bool),
 }
 
 impl<'c> Driver<'c> {
@@ -230,6 +244,8 @@ impl<'c> Driver<'c> {
             end: None,
             budget: READ_BUDGET,
             dropped: false,
+            queue_full: false,
+            pressure: (false, false),
         }
     }
 
@@ -260,6 +276,15 @@ impl Drop for Driver<'_> {
     fn drop(&mut self) {
         if self.registered.is_some() {
             self.host.cancel_deadline(self.timer_key);
+        }
+        // A driver dropped before it finished (its task cancelled) leaves
+        // the gauges it raised; one that finished has lowered them already.
+        let (paused, full) = self.pressure;
+        if paused {
+            self.host.reading_paused(false);
+        }
+        if full {
+            self.host.send_queue_full(false);
         }
     }
 }
@@ -296,7 +321,25 @@ impl<'c> Driver<'c> {
                 .count_messages(self.messages_in - sent_in, self.messages_out - sent_out);
             self.reported = (self.messages_in, self.messages_out);
         }
+        self.report_pressure();
         poll
+    }
+
+    /// Tells the host when reading paused or resumed and when the send
+    /// queue filled or drained: once per poll, and only on a change.
+    fn report_pressure(&mut self) {
+        let paused = matches!(self.phase, Phase::Open) && !self.inbox_has_room();
+        let now = (paused, self.queue_full);
+        if now == self.pressure {
+            return;
+        }
+        if now.0 != self.pressure.0 {
+            self.host.reading_paused(now.0);
+        }
+        if now.1 != self.pressure.1 {
+            self.host.send_queue_full(now.1);
+        }
+        self.pressure = now;
     }
 
     fn poll_steps(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -438,6 +481,8 @@ impl<'c> Driver<'c> {
         self.close_at = None;
         self.grace_at = Instant::now().checked_add(self.limits.handler_grace);
         self.phase = Phase::Terminated;
+        // `finish` drops whatever is still queued.
+        self.queue_full = false;
         // Leave the registry before publishing the outcome: whoever has
         // seen the outcome must not find the connection still listed.
         self.conn.registry().remove(self.conn.id());
@@ -516,7 +561,8 @@ impl<'c> Driver<'c> {
         if !matches!(self.phase, Phase::Open) {
             return false;
         }
-        let newly_full = self.policies.queue_full(self.conn.shared.is_full());
+        self.queue_full = self.conn.shared.is_full();
+        let newly_full = self.policies.queue_full(self.queue_full);
         if !(newly_full || self.policies.is_due()) {
             return self.policies.ping_due && self.poll_ping(cx);
         }
@@ -576,6 +622,9 @@ impl<'c> Driver<'c> {
             if self.ws().start_send(msg.into_frame()).is_err() {
                 return Err(());
             }
+            // A slot is free now; while open, the policy check that follows
+            // looks again.
+            self.queue_full = false;
             self.messages_out += 1;
             self.unflushed = true;
             progress = true;

@@ -3,7 +3,9 @@
 //!
 //! Counters are atomics bumped on the hot path (per accepted socket, per
 //! batch of messages), except the table of closes by code and initiator,
-//! which takes a lock once per connection end. This module only counts and
+//! which takes a lock once per connection end. The backpressure gauges move
+//! only when a connection's state changes (reading paused or resumed, send
+//! queue filled or drained), never per frame. This module only counts and
 //! renders; it never decides anything.
 
 use std::collections::BTreeMap;
@@ -25,6 +27,20 @@ pub(crate) struct Metrics {
     handlers_abandoned: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    /// Connections whose reading is paused for a full inbox.
+    reads_paused: AtomicU64,
+    /// Connections whose send queue is full.
+    send_queues_full: AtomicU64,
+}
+
+/// Moves a gauge one up or one down. The driver reports each change once,
+/// so every step down follows a step up.
+fn step(gauge: &AtomicU64, up: bool) {
+    if up {
+        gauge.fetch_add(1, Relaxed);
+    } else {
+        gauge.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Metrics {
@@ -62,6 +78,14 @@ impl Metrics {
         }
     }
 
+    pub(crate) fn reading_paused(&self, paused: bool) {
+        step(&self.reads_paused, paused);
+    }
+
+    pub(crate) fn send_queue_full(&self, full: bool) {
+        step(&self.send_queues_full, full);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             accepted: self.accepted.load(Relaxed),
@@ -82,13 +106,17 @@ impl Metrics {
             handlers_abandoned: self.handlers_abandoned.load(Relaxed),
             messages_in: self.messages_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
+            reads_paused: self.reads_paused.load(Relaxed),
+            send_queues_full: self.send_queues_full.load(Relaxed),
         }
     }
 }
 
 /// A snapshot of a server's counters, from
 /// [`ServerHandle::stats`](crate::ServerHandle::stats). Counters start at
-/// zero when the server binds and only grow, except `active`.
+/// zero when the server binds and only grow, except the gauges `active`,
+/// `reads_paused` and `send_queues_full`, which say how many connections
+/// are in that state right now.
 ///
 /// # Examples
 ///
@@ -125,6 +153,18 @@ pub struct Stats {
     pub messages_in: u64,
     /// Text and binary messages written.
     pub messages_out: u64,
+    /// Connections whose reading is paused right now because their inbox
+    /// is full: the message handler is behind, so the server stops reading
+    /// from that peer until it catches up (inbound backpressure; see
+    /// [`Server::inbound_queue`](crate::Server::inbound_queue)). A gauge.
+    pub reads_paused: u64,
+    /// Connections whose send queue is full right now: the peer reads more
+    /// slowly than the application sends, so `send` waits and `try_send`
+    /// fails with [`Error::QueueFull`](crate::Error::QueueFull) (see
+    /// [`Server::send_queue`](crate::Server::send_queue) and, for a queue
+    /// that stays full, [`Server::send_timeout`](crate::Server::send_timeout)).
+    /// A connection that ends with a full queue leaves this gauge. A gauge.
+    pub send_queues_full: u64,
 }
 
 impl Stats {
@@ -244,6 +284,18 @@ impl Stats {
             "counter",
             "Text and binary messages sent.",
             &single(self.messages_out),
+        );
+        family(
+            "wharf_connections_reads_paused",
+            "gauge",
+            "WebSocket connections whose reading is paused because their inbox is full.",
+            &single(self.reads_paused),
+        );
+        family(
+            "wharf_connections_send_queue_full",
+            "gauge",
+            "WebSocket connections whose send queue is full.",
+            &single(self.send_queues_full),
         );
         out
     }

@@ -72,4 +72,12 @@ impl Host for Inner {
     fn count_abandoned(&self) {
         self.metrics.handler_abandoned();
     }
+
+    fn reading_paused(&self, paused: bool) {
+        self.metrics.reading_paused(paused);
+    }
+
+    fn send_queue_full(&self, full: bool) {
+        self.metrics.send_queue_full(full);
+    }
 }
