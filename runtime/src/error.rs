@@ -51,7 +51,7 @@ pub enum Error {
     /// in another way, match on the result of
     /// [`Message::json`](crate::Message::json) instead of using `?`.
     #[cfg(feature = "json")]
-    InvalidJson(crate::connection::message::JsonError),
+    InvalidJson(JsonError),
     /// An I/O error from the listener (binding or accepting).
     Io(io::Error),
     /// An error raised by a handler; the connection is closed with 1011.
@@ -120,4 +120,85 @@ impl From<io::Error> for Error {
     fn from(err: io::Error) -> Self {
         Error::Io(err)
     }
+}
+
+#[cfg(feature = "json")]
+pub use json::JsonError;
+
+#[cfg(feature = "json")]
+mod json {
+    use std::fmt;
+
+    /// Why a message was not the JSON asked for: its position and kind.
+    /// Returned (inside [`Error::InvalidJson`]) by [`Message::json`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = wharf::Message::text("{\"n\": oops}").json::<serde_json::Value>().unwrap_err();
+    /// let wharf::Error::InvalidJson(err) = err else { unreachable!() };
+    /// assert_eq!((err.line(), err.column()), (1, 7));
+    /// assert!(err.is_syntax());
+    /// ```
+    #[derive(Debug)]
+    pub struct JsonError(pub(crate) serde_json::Error);
+
+    impl JsonError {
+        /// The line (from 1) where the problem was found.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("{\n  oops").json::<serde_json::Value>().unwrap_err() else { unreachable!() };
+        /// assert_eq!(err.line(), 2);
+        /// ```
+        pub fn line(&self) -> usize {
+            self.0.line()
+        }
+
+        /// The column (from 1) where the problem was found.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("[1, x]").json::<Vec<u8>>().unwrap_err() else { unreachable!() };
+        /// assert_eq!(err.column(), 5);
+        /// ```
+        pub fn column(&self) -> usize {
+            self.0.column()
+        }
+
+        /// The message is not JSON at all (or is cut short).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("{").json::<serde_json::Value>().unwrap_err() else { unreachable!() };
+        /// assert!(err.is_syntax());
+        /// ```
+        pub fn is_syntax(&self) -> bool {
+            self.0.is_syntax() || self.0.is_eof()
+        }
+
+        /// The message is JSON, but not of the type asked for (a missing
+        /// field, a string where a number belongs, ...).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let wharf::Error::InvalidJson(err) = wharf::Message::text("\"text\"").json::<u32>().unwrap_err() else { unreachable!() };
+        /// assert!(err.is_data());
+        /// ```
+        pub fn is_data(&self) -> bool {
+            self.0.is_data()
+        }
+    }
+
+    impl fmt::Display for JsonError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt::Display::fmt(&self.0, f)
+        }
+    }
+
+    impl std::error::Error for JsonError {}
 }

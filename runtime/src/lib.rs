@@ -65,10 +65,12 @@ pub use connection::close::{
 };
 pub use connection::conn::Conn;
 pub use connection::handle::{ConnId, Handle, ParseConnIdError};
-pub use connection::message::{Bytes, Message, Text};
 #[cfg(feature = "json")]
-pub use connection::message::{Json, JsonError};
+pub use connection::message::Json;
+pub use connection::message::{Bytes, Message, Text};
 pub use connection::registry::Registry;
+#[cfg(feature = "json")]
+pub use error::JsonError;
 pub use error::{Error, Result};
 pub use extensions::Extensions;
 pub use handler::fns::HandlerFns;

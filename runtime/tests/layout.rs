@@ -1,0 +1,110 @@
+//! The source layout's one rule: the folders of `runtime/src` depend on each
+//! other in one direction only, so there is no import cycle between them.
+//!
+//! From the bottom up: the leaf modules (`error`, `extensions`, `rt`), then
+//! `http/` (the upgrade request and its answers), `connection/` (a
+//! connection's life and its close), `handler/` (the `Handler` trait and
+//! annotated functions) and `server/` (which knows everything). A module may
+//! name one in its own layer or below, never above. This test reads the
+//! sources and fails naming the file and the reference that breaks the rule.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Each top-level module of `runtime/src` and its layer; higher layers may
+/// depend on lower ones.
+const LAYERS: &[(&str, u8)] = &[
+    ("error", 0),
+    ("extensions", 0),
+    ("rt", 0),
+    ("http", 1),
+    ("connection", 2),
+    ("handler", 3),
+    ("server", 4),
+];
+
+fn layer(module: &str) -> Option<u8> {
+    LAYERS
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|(_, layer)| *layer)
+}
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).expect("read runtime/src") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level modules a source file names through `crate::...`, with
+/// the line each is named on (comments skipped).
+fn references(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            let after = &rest[at + "crate::".len()..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // `$crate::` in a macro is the facade, not a module of the crate.
+            if !rest[..at].ends_with('$') && !name.is_empty() {
+                found.push((number + 1, name));
+            }
+            rest = after;
+        }
+    }
+    found
+}
+
+#[test]
+fn folders_depend_on_each_other_in_one_direction() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    assert!(files.len() > 20, "found only {} source files", files.len());
+    let mut broken = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let top = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|name| name.trim_end_matches(".rs"))
+            .expect("a file name");
+        // The facade re-exports everything.
+        let Some(own) = layer(top) else {
+            assert_eq!(top, "lib", "a top-level module missing from LAYERS");
+            continue;
+        };
+        let text = fs::read_to_string(file).expect("read a source file");
+        for (line, name) in references(&text) {
+            match layer(&name) {
+                Some(theirs) if theirs > own => broken.push(format!(
+                    "{}:{line}: `{top}` (layer {own}) names `crate::{name}` (layer {theirs})",
+                    relative.display()
+                )),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "references against the layering:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_reference_reader_sees_through_comments_and_macros() {
+    let text = "use crate::server::state::Inner; // crate::handler\n$crate::Conn\nlet x = crate::http::Query::parse(q);";
+    let names: Vec<String> = references(text).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, ["server", "http"]);
+}
