@@ -23,14 +23,14 @@
 //! | phase (stage) | what the driver does | `send` | `close()` | the close handler is told, if it ends here |
 //! | --- | --- | --- | --- | --- |
 //! | `Open` | reads, writes the queue, runs handlers | queued (waits for room) | fails sends from this call on; starts `ClosingByUs` | see below |
-//! | `ClosingByUs` (`Sending`) | writes what was queued, then hands over our Close; a Close from the peer now means it closed first: `ClosedByPeer`, the rest of the queue dropped | `Closed` | waits | ours, `Server`, not clean |
-//! | `ClosingByUs` (`Awaiting`) | flushes; reads, discarding data, until the peer's Close | `Closed` | waits | ours, `Server`, not clean |
-//! | `ClosingByUs` (`Acknowledged`) | the peer answered; flushes our Close and what preceded it (a peer that answered without reading may still hold them up) | `Closed` | waits: `Clean` once flushed, `PeerGone` on a write error, `TimedOut` at the deadline | ours, `Server`, clean when `Clean` |
-//! | `ClosedByPeer` | flushes the echo of the peer's Close | `Closed` | sends nothing more; waits: `Clean` once the echo is out | the peer's code (1005 when it had none), `Client`, clean when `Clean` |
+//! | `ClosingByUs` (`Sending`) | writes what was queued, then hands over our Close; a Close from the peer now means it closed first: `ClosedByPeer`, the rest of the queue dropped | `ConnectionClosed` | waits | ours, `Server`, not clean |
+//! | `ClosingByUs` (`Awaiting`) | flushes; reads, discarding data, until the peer's Close | `ConnectionClosed` | waits | ours, `Server`, not clean |
+//! | `ClosingByUs` (`Acknowledged`) | the peer answered; flushes our Close and what preceded it (a peer that answered without reading may still hold them up) | `ConnectionClosed` | waits: `Clean` once flushed, `PeerGone` on a write error, `TimedOut` at the deadline | ours, `Server`, clean when `Clean` |
+//! | `ClosedByPeer` | flushes the echo of the peer's Close | `ConnectionClosed` | sends nothing more; waits: `Clean` once the echo is out | the peer's code (1005 when it had none), `Client`, clean when `Clean` |
 //! | `Failing` (`Finishing`) | stops reading; handlers finish the messages received before the violation, their replies are written | queued, but broadcasts skip it | stops finishing and moves on to `Sending`; waits | ours (1002, 1007 or 1009), `Server`, not clean |
-//! | `Failing` (`Sending`) | writes the queued replies, then our Close | `Closed` | waits | the same |
-//! | `Failing` (`Draining`) | shuts the write half once our Close is out, reads and discards until EOF | `Closed` | waits: `PeerGone` at EOF, `TimedOut` at the deadline (never `Clean`: the peer's Close is not read) | the same |
-//! | `Terminated` | the socket is closed and the outcome published; waits for the running handler and the messages received before the end, up to the handler grace, then drops them | `Closed` | returns the outcome at once | the record of the end, once handlers are done |
+//! | `Failing` (`Sending`) | writes the queued replies, then our Close | `ConnectionClosed` | waits | the same |
+//! | `Failing` (`Draining`) | shuts the write half once our Close is out, reads and discards until EOF | `ConnectionClosed` | waits: `PeerGone` at EOF, `TimedOut` at the deadline (never `Clean`: the peer's Close is not read) | the same |
+//! | `Terminated` | the socket is closed and the outcome published; waits for the running handler and the messages received before the end, up to the handler grace, then drops them | `ConnectionClosed` | returns the outcome at once | the record of the end, once handlers are done |
 //!
 //! Ends without a closing handshake: a stream that ends or fails while
 //! `Open` is reported as 1006 with `Initiator::Abnormal` and `PeerGone`
