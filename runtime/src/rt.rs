@@ -58,6 +58,22 @@ impl Clock {
     }
 }
 
+/// A spawned task whose output can be awaited; dropping it detaches the
+/// task, which runs on.
+#[cfg(feature = "test-util")]
+pub(crate) type JoinHandle<T> = async_std::task::JoinHandle<T>;
+
+/// Runs `future` on the executor in the background and returns a handle
+/// to its output.
+#[cfg(feature = "test-util")]
+pub(crate) fn spawn_joinable<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    async_std::task::spawn(future)
+}
+
 /// Runs `future` on the executor in the background; it is detached.
 pub(crate) fn spawn<F>(future: F)
 where
