@@ -668,7 +668,10 @@ impl<'c> Driver<'c> {
             self.abnormal();
             return true;
         };
-        let (mut heard, mut active) = (false, false);
+        // When the first frame of this poll was read: before anything is
+        // answered (a pong), so a peer that has seen our answer knows its
+        // frame was heard no later than that.
+        let (mut heard, mut active): (Option<Instant>, bool) = (None, false);
         while self.inbox_has_room() && self.spend() {
             // While our writes are blocked (the peer does not read), reading
             // waits too: each ping read would queue a pong in memory, so a
@@ -688,7 +691,9 @@ impl<'c> Driver<'c> {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     progress = true;
-                    heard = true;
+                    if heard.is_none() {
+                        heard = Some(self.clock.now());
+                    }
                     match frame {
                         Frame::Text(text) => {
                             active = true;
@@ -729,8 +734,8 @@ impl<'c> Driver<'c> {
                 }
             }
         }
-        if heard {
-            self.policies.heard(self.clock.now(), active);
+        if let Some(at) = heard {
+            self.policies.heard(at, active);
         }
         progress
     }
