@@ -1,16 +1,17 @@
 //! The `chat` example: joining, broadcasting, the name check and the
-//! `/quit` and `/kick` commands, with real clients.
+//! `/quit` and `/kick` commands, with the test kit's clients.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../chat.rs"]
 mod chat;
 
-use wharf_test_support::*;
+use wharf::test::{TestClient, TestServer};
 
 /// Joins as `name` and reads the welcome line.
-async fn join(server: &TestServer, name: &str) -> Client {
-    let mut client = connect(server, &format!("/chat?name={name}")).await;
-    let welcome = next_text(&mut client).await;
+async fn join(server: &TestServer, name: &str) -> TestClient {
+    let path = format!("/chat?name={name}");
+    let mut client = server.connect(&path).await.expect("upgrade");
+    let welcome = client.recv_text().await;
     assert!(
         welcome.starts_with(&format!("* welcome, {name}.")),
         "{welcome}"
@@ -20,104 +21,88 @@ async fn join(server: &TestServer, name: &str) -> Client {
 
 #[async_std::test]
 async fn the_page_is_served_at_the_root() {
-    let server = start(chat::app()).await;
-    let response =
-        http_exchange_allowing_reset(server.addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .await;
-    assert_eq!(status(&response), 200, "{response}");
-    assert!(response.contains("text/html"), "{response}");
-    assert!(response.contains("<title>Wharf chat</title>"), "{response}");
+    let server = TestServer::start(chat::app()).await;
+    let page = server.get("/").await;
+    assert_eq!(page.status(), 200, "{page}");
+    let content_type = page.header("content-type").unwrap_or_default();
+    assert!(content_type.contains("text/html"), "{page:?}");
+    assert!(page.body().contains("<title>Wharf chat</title>"), "{page}");
 }
 
 #[async_std::test]
 async fn members_join_and_lines_reach_everyone() {
-    let server = start(chat::app()).await;
+    let server = TestServer::start(chat::app()).await;
     let mut ann = join(&server, "ann").await;
-    let mut bob = connect(&server, "/chat?name=bob").await;
-    let welcome = next_text(&mut bob).await;
-    assert_eq!(
-        welcome,
-        "* welcome, bob. In the room: ann, bob. Commands: /quit, /kick NAME"
-    );
-    assert_eq!(
-        text_matching(&mut ann, |t| t.starts_with("* bob")).await,
-        "* bob joined"
-    );
+    let mut bob = server.connect("/chat?name=bob").await.expect("upgrade");
+    bob.expect_text("* welcome, bob. In the room: ann, bob. Commands: /quit, /kick NAME")
+        .await;
+    let joined = ann.recv_text_until(|t| t.starts_with("* bob")).await;
+    assert_eq!(joined, "* bob joined");
 
-    send_text(&mut bob, "  hello all  ").await;
+    bob.send_text("  hello all  ").await;
     for client in [&mut ann, &mut bob] {
-        assert_eq!(
-            text_matching(client, |t| !t.starts_with('*')).await,
-            "bob: hello all"
-        );
+        let line = client.recv_text_until(|t| !t.starts_with('*')).await;
+        assert_eq!(line, "bob: hello all");
     }
 
     // Too long: a note to the sender only, nothing to the room.
-    send_text(&mut ann, &"é".repeat(501)).await;
-    assert_eq!(
-        next_text(&mut ann).await,
-        "* not sent: 501 characters, the limit is 500"
-    );
-    send_text(&mut ann, "/dance").await;
-    assert_eq!(
-        next_text(&mut ann).await,
-        "* unknown command \"/dance\"; try /quit or /kick NAME"
-    );
-    send_text(&mut ann, "short").await;
-    assert_eq!(next_text(&mut bob).await, "ann: short");
+    ann.send_text("é".repeat(501)).await;
+    ann.expect_text("* not sent: 501 characters, the limit is 500")
+        .await;
+    ann.send_text("/dance").await;
+    ann.expect_text("* unknown command \"/dance\"; try /quit or /kick NAME")
+        .await;
+    ann.send_text("short").await;
+    bob.expect_text("ann: short").await;
 }
 
 #[async_std::test]
 async fn a_name_in_use_is_refused_with_4001() {
-    let server = start(chat::app()).await;
+    let server = TestServer::start(chat::app()).await;
     let mut ann = join(&server, "ann").await;
-    let mut again = connect(&server, "/chat?name=ann").await;
-    expect_close(&mut again, 4001, "Name taken").await;
+    let mut again = server.connect("/chat?name=ann").await.expect("upgrade");
+    again.expect_close(4001, "Name taken").await;
     // The first ann is still in, and the room heard of one ann only: her
     // own join, then her line.
-    send_text(&mut ann, "still me").await;
-    assert_eq!(next_text(&mut ann).await, "* ann joined");
-    assert_eq!(next_text(&mut ann).await, "ann: still me");
+    ann.send_text("still me").await;
+    ann.expect_text("* ann joined").await;
+    ann.expect_text("ann: still me").await;
 }
 
 #[async_std::test]
 async fn quit_closes_with_1000_goodbye_and_the_room_is_told() {
-    let server = start(chat::app()).await;
+    let server = TestServer::start(chat::app()).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = join(&server, "bob").await;
-    send_text(&mut bob, "/quit").await;
-    expect_close(&mut bob, 1000, "Goodbye").await;
-    assert_eq!(
-        text_matching(&mut ann, |t| t.contains("left")).await,
-        "* bob left (1000 Goodbye)"
-    );
+    bob.send_text("/quit").await;
+    bob.expect_text("* bob joined").await;
+    bob.expect_close(1000, "Goodbye").await;
+    let left = ann.recv_text_until(|t| t.contains("left")).await;
+    assert_eq!(left, "* bob left (1000 Goodbye)");
     // The name is free again.
     let _bob = join(&server, "bob").await;
 }
 
 #[async_std::test]
 async fn kick_closes_the_target_with_4000() {
-    let server = start(chat::app()).await;
+    let server = TestServer::start(chat::app()).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = join(&server, "bob").await;
-    send_text(&mut ann, "/kick nobody").await;
-    assert_eq!(
-        text_matching(&mut ann, |t| t.contains("nobody")).await,
-        "* nobody named \"nobody\""
-    );
-    send_text(&mut ann, "/kick bob").await;
-    expect_close(&mut bob, 4000, "Kicked by ann").await;
-    assert_eq!(
-        text_matching(&mut ann, |t| t.contains("left")).await,
-        "* bob left (4000 Kicked by ann)"
-    );
+    ann.send_text("/kick nobody").await;
+    let note = ann.recv_text_until(|t| t.contains("nobody")).await;
+    assert_eq!(note, "* nobody named \"nobody\"");
+    ann.send_text("/kick bob").await;
+    bob.expect_text("* bob joined").await;
+    bob.expect_close(4000, "Kicked by ann").await;
+    let left = ann.recv_text_until(|t| t.contains("left")).await;
+    assert_eq!(left, "* bob left (4000 Kicked by ann)");
 }
 
 #[async_std::test]
 async fn a_message_over_64_kib_closes_with_1009() {
-    let server = start(chat::app()).await;
+    let server = TestServer::start(chat::app()).await;
     let mut ann = join(&server, "ann").await;
-    send_text(&mut ann, &"x".repeat((64 << 10) + 1)).await;
-    let closed = closed_by_server(&mut ann).await;
-    assert_eq!(closed.close.map(|(code, _)| code), Some(1009));
+    ann.send_text("x".repeat((64 << 10) + 1)).await;
+    ann.expect_text("* ann joined").await;
+    ann.expect_close(1009, "Message too big").await;
 }

@@ -7,12 +7,11 @@ mod echo;
 
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::Message as WsMessage;
 use clap::error::ErrorKind;
 use clap::Parser;
 use echo::{app, Options};
-use futures_util::StreamExt;
-use wharf_test_support::*;
+use wharf::test::TestServer;
+use wharf_test_support::{within, RawPeer, OP_CLOSE, OP_PING};
 
 /// Parses a command line the way `cargo run --example echo -- ARGS` would.
 fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, clap::Error> {
@@ -22,40 +21,30 @@ fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, clap::E
 /// Starts the echo example with the flags in `args`.
 async fn start_with(args: &[&str]) -> TestServer {
     let options = parse(args.iter().copied()).expect("flags");
-    start(app(&options)).await
+    TestServer::start(app(&options)).await
 }
 
 #[async_std::test]
 async fn echoes_text_and_binary_on_any_path() {
     let server = start_with(&[]).await;
     for path in ["/", "/echo", "/any/path?x=1"] {
-        let mut client = connect(&server, path).await;
-        send_text(&mut client, "hello").await;
-        assert_eq!(next_text(&mut client).await, "hello");
-        within(
-            "send binary",
-            client.send(WsMessage::binary(vec![0u8, 1, 2])),
-        )
-        .await
-        .unwrap();
-        match within("binary echo", client.next()).await {
-            Some(Ok(WsMessage::Binary(data))) => assert_eq!(&data[..], [0, 1, 2]),
-            other => panic!("expected the binary echo, got {other:?}"),
-        }
-        within("client close", client.close(None)).await.unwrap();
+        let mut client = server.connect(path).await.expect("upgrade");
+        client.send_text("hello").await;
+        client.expect_text("hello").await;
+        client.send_binary([0u8, 1, 2]).await;
+        client.expect_binary([0u8, 1, 2]).await;
+        assert!(client.close(1000, "").await.is_clean());
     }
 }
 
 #[async_std::test]
 async fn kick_closes_with_1008_session_expired() {
     let server = start_with(&[]).await;
-    let mut client = connect(&server, "/").await;
-    send_text(&mut client, "before").await;
-    assert_eq!(next_text(&mut client).await, "before");
-    send_text(&mut client, "kick").await;
-    let closed = closed_by_server(&mut client).await;
-    assert_eq!(closed.close, Some((1008, "Session expired".into())));
-    assert!(closed.before.is_empty(), "{:?}", closed.before);
+    let mut client = server.connect("/").await.expect("upgrade");
+    client.send_text("before").await;
+    client.expect_text("before").await;
+    client.send_text("kick").await;
+    client.expect_close(1008, "Session expired").await;
 }
 
 // ---- the command line ----
@@ -168,13 +157,12 @@ fn bad_command_lines_are_refused_with_status_2() {
 #[async_std::test]
 async fn max_message_closes_a_bigger_message_with_1009() {
     let server = start_with(&["--max-message", "1024"]).await;
-    let mut client = connect(&server, "/").await;
+    let mut client = server.connect("/").await.expect("upgrade");
     let fits = "x".repeat(1024);
-    send_text(&mut client, &fits).await;
-    assert_eq!(next_text(&mut client).await, fits);
-    send_text(&mut client, &"x".repeat(1025)).await;
-    let closed = closed_by_server(&mut client).await;
-    assert_eq!(closed.close.map(|(code, _)| code), Some(1009));
+    client.send_text(&fits).await;
+    client.expect_text(fits).await;
+    client.send_text("x".repeat(1025)).await;
+    client.expect_close(1009, "Message too big").await;
 }
 
 #[async_std::test]
@@ -186,65 +174,64 @@ async fn origin_refuses_other_origins_with_403() {
         "http://also-good.test:8000",
     ])
     .await;
-    let response = http_exchange_allowing_reset(
-        server.addr,
-        &upgrade_request_with("/", &["Origin: http://evil.test"]),
-    )
-    .await;
-    assert_eq!(status(&response), 403, "{response}");
-    assert!(!response.contains("Sec-WebSocket-Accept"), "{response}");
+    let evil = server.client("/").origin("http://evil.test");
+    let refusal = evil.expect_rejected(403).await;
+    assert!(!refusal.headers().contains_key("sec-websocket-accept"));
     for origin in ["http://good.test", "http://also-good.test:8000"] {
-        let mut client = connect_with_headers(&server, "/", &[("Origin", origin)]).await;
-        send_text(&mut client, origin).await;
-        assert_eq!(next_text(&mut client).await, origin);
+        let good = server.client("/").origin(origin);
+        let mut client = good.connect().await.expect("upgrade");
+        client.send_text(origin).await;
+        client.expect_text(origin).await;
     }
 }
 
 #[async_std::test]
 async fn max_conns_per_ip_refuses_the_next_one_with_429() {
     let server = start_with(&["--max-conns-per-ip", "1"]).await;
-    let mut first = connect(&server, "/").await;
-    let response = http_exchange_allowing_reset(server.addr, &upgrade_request("/")).await;
-    assert_eq!(status(&response), 429, "{response}");
-    send_text(&mut first, "still here").await;
-    assert_eq!(next_text(&mut first).await, "still here");
+    let mut first = server.connect("/").await.expect("upgrade");
+    server.client("/").expect_rejected(429).await;
+    first.send_text("still here").await;
+    first.expect_text("still here").await;
 }
 
 #[async_std::test]
 async fn max_conns_refuses_the_next_one_with_503() {
     let server = start_with(&["--max-conns", "1"]).await;
-    let _first = connect(&server, "/").await;
-    let response = http_exchange_allowing_reset(server.addr, &upgrade_request("/")).await;
-    assert_eq!(status(&response), 503, "{response}");
+    let _first = server.connect("/").await.expect("upgrade");
+    server.client("/").expect_rejected(503).await;
 }
 
 #[async_std::test]
 async fn connect_rate_refuses_a_burst_beyond_it_with_429() {
     let server = start_with(&["--connect-rate", "1"]).await;
-    let _first = connect(&server, "/").await;
+    let _first = server.connect("/").await.expect("upgrade");
     // The bucket held one token and refills one a second.
-    let response = http_exchange_allowing_reset(server.addr, &upgrade_request("/")).await;
-    assert_eq!(status(&response), 429, "{response}");
+    server.client("/").expect_rejected(429).await;
 }
 
 #[async_std::test]
 async fn idle_timeout_closes_a_silent_client_with_1001() {
-    let server = start_with(&["--idle-timeout-ms", "100"]).await;
-    let mut client = connect(&server, "/").await;
-    expect_close(&mut client, 1001, "Idle timeout").await;
+    // Five minutes, passed on the server's clock.
+    let server = start_with(&["--idle-timeout-ms", "300000"]).await;
+    let mut client = server.connect("/").await.expect("upgrade");
+    server.advance(Duration::from_secs(300));
+    client.expect_close(1001, "Idle timeout").await;
 }
 
 #[async_std::test]
 async fn session_ttl_closes_at_the_deadline_with_1008() {
-    let server = start_with(&["--session-ttl-ms", "100"]).await;
-    let mut client = connect(&server, "/").await;
-    expect_close(&mut client, 1008, "Session expired").await;
+    let server = start_with(&["--session-ttl-ms", "1800000"]).await;
+    let mut client = server.connect("/").await.expect("upgrade");
+    server.advance(Duration::from_secs(29 * 60));
+    client.expect_no_message(Duration::from_millis(20)).await;
+    server.advance(Duration::from_secs(60));
+    client.expect_close(1008, "Session expired").await;
 }
 
 #[async_std::test]
 async fn heartbeat_pings_then_drops_a_peer_that_never_answers() {
     let server = start_with(&["--ping-interval-ms", "50", "--pong-timeout-ms", "50"]).await;
-    let mut peer = RawPeer::connect(&server, "/").await;
+    let mut peer = RawPeer::connect_to(server.addr(), "/").await;
     let ping = peer.read_frame().await.expect("a ping");
     assert_eq!(ping.opcode, OP_PING);
     // No pong: the server drops the socket without a Close frame.
@@ -254,17 +241,17 @@ async fn heartbeat_pings_then_drops_a_peer_that_never_answers() {
 #[async_std::test]
 async fn drain_ms_bounds_the_graceful_shutdown() {
     let server = start_with(&["--drain-ms", "200"]).await;
-    let mut polite = connect(&server, "/").await;
+    let mut polite = server.connect("/").await.expect("upgrade");
     // This peer never answers the server's Close.
-    let mut silent = RawPeer::connect(&server, "/").await;
-    let reading = async_std::task::spawn(async move { closed_by_server(&mut polite).await });
+    let mut silent = RawPeer::connect_to(server.addr(), "/").await;
+    let reading =
+        async_std::task::spawn(async move { polite.expect_close(1001, "Going away").await });
     let summary = server.shutdown().await;
     assert_eq!(summary.clean, 1, "{summary:?}");
     assert_eq!(summary.dropped, 1, "{summary:?}");
     // The default close timeout is 5 s: the 200 ms drain cut it short.
     assert!(summary.duration < Duration::from_secs(4), "{summary:?}");
-    let closed = within("the polite client's close", reading).await;
-    assert_eq!(closed.close, Some((1001, "Going away".into())));
+    within("the polite client's close", reading).await;
     let close = silent.read_frame().await.expect("a Close frame");
     assert_eq!(close.opcode, OP_CLOSE);
     assert_eq!(&close.payload[..2], 1001u16.to_be_bytes());
@@ -273,33 +260,22 @@ async fn drain_ms_bounds_the_graceful_shutdown() {
 #[async_std::test]
 async fn metrics_serves_prometheus_counters() {
     let server = start_with(&["--metrics", "/metrics"]).await;
-    let mut client = connect(&server, "/").await;
-    send_text(&mut client, "count me").await;
-    assert_eq!(next_text(&mut client).await, "count me");
-    let response = http_exchange_allowing_reset(
-        server.addr,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status(&response), 200, "{response}");
+    let mut client = server.connect("/").await.expect("upgrade");
+    client.send_text("count me").await;
+    client.expect_text("count me").await;
+    let metrics = server.get("/metrics").await;
+    assert_eq!(metrics.status(), 200, "{metrics}");
+    let body = metrics.body();
+    assert!(body.contains("\nwharf_connections_active 1\n"), "{body}");
     assert!(
-        response.contains("\nwharf_connections_active 1\n"),
-        "{response}"
-    );
-    assert!(
-        response.contains("\nwharf_messages_received_total 1\n"),
-        "{response}"
+        body.contains("\nwharf_messages_received_total 1\n"),
+        "{body}"
     );
 }
 
 #[async_std::test]
 async fn without_metrics_the_path_is_not_served() {
     let server = start_with(&[]).await;
-    let response = http_exchange_allowing_reset(
-        server.addr,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    )
-    .await;
     // Every path is the echo route: a plain GET is told to upgrade.
-    assert_eq!(status(&response), 426, "{response}");
+    assert_eq!(server.get("/metrics").await.status(), 426);
 }

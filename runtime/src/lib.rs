@@ -47,6 +47,10 @@
 //!
 //! Handlers can also be written as a type implementing [`Handler`].
 //!
+//! To test an application, turn on the `test-util` feature in your
+//! dev-dependencies and use [`test`](mod@test): a server on 127.0.0.1 and clients
+//! whose every receive has a timeout and says what arrived instead.
+//!
 //! Runtime: async-std with async-tungstenite. Every runtime call sits in one
 //! private module so the runtime can change in one place.
 
@@ -59,6 +63,8 @@ mod handler;
 pub mod http;
 mod rt;
 mod server;
+#[cfg(feature = "test-util")]
+pub mod test;
 
 pub use connection::close::{
     CloseCode, CloseOutcome, CloseSummary, Closed, Initiator, MAX_REASON_BYTES,

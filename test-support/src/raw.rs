@@ -54,8 +54,14 @@ impl RawPeer {
     /// Opens a TCP connection to `server` and performs the upgrade of
     /// `path` by hand, checking the `101` and its accept key.
     pub async fn connect(server: &TestServer, path: &str) -> RawPeer {
+        RawPeer::connect_to(server.addr, path).await
+    }
+
+    /// [`connect`](Self::connect) to a server at `addr` (one started by
+    /// `wharf::test::TestServer`, say).
+    pub async fn connect_to(addr: std::net::SocketAddr, path: &str) -> RawPeer {
         within("raw upgrade", async {
-            let mut stream = TcpStream::connect(server.addr).await.expect("tcp connect");
+            let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
             stream
                 .write_all(upgrade_request(path).as_bytes())
                 .await

@@ -56,7 +56,7 @@ use super::conn::Conn;
 use super::message::{Bytes, Message, Text};
 use super::policies::{Limits, Policies, Verdict};
 use crate::error::{Error, Result};
-use crate::rt::TcpStream;
+use crate::rt::{Clock, TcpStream};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -82,6 +82,11 @@ pub(crate) trait Events: Send + Sync {
 /// (one sweeper for every connection, `server/timers.rs`) and counters
 /// and gauges (`server/metrics.rs`).
 pub(crate) trait Host: Sync {
+    /// The clock the deadlines are read against; asked once, when the
+    /// driver starts. Only `test-util` builds have one that can move:
+    /// elsewhere the driver reads `Instant::now()` without asking.
+    #[cfg(feature = "test-util")]
+    fn clock(&self) -> Clock;
     /// A key for this connection's one deadline.
     fn deadline_key(&self) -> u64;
     /// Wakes `waker` once `at` has passed; replaces `key`'s deadline.
@@ -182,6 +187,8 @@ pub(crate) struct Driver<'c> {
     /// The deadline registered with the host, and the waker it wakes.
     registered: Option<(Instant, Waker)>,
     policies: Policies,
+    /// The server's clock: every instant below is read from it.
+    clock: Clock,
     ws: Option<Ws>,
     phase: Phase,
     limits: Limits,
@@ -220,11 +227,16 @@ impl<'c> Driver<'c> {
         ws: Ws,
         limits: Limits,
     ) -> Self {
-        let now = Instant::now();
+        #[cfg(feature = "test-util")]
+        let clock = host.clock();
+        #[cfg(not(feature = "test-util"))]
+        let clock = Clock::default();
+        let now = clock.now();
         Driver {
             conn,
             events,
             host,
+            clock,
             timer_key: host.deadline_key(),
             registered: None,
             policies: Policies::new(now),
@@ -264,11 +276,16 @@ impl<'c> Driver<'c> {
             initiator: end.initiator,
             clean: end.clean,
             outcome: end.outcome,
-            duration: self.started.elapsed(),
+            duration: self.elapsed(),
             messages_in: self.messages_in,
             messages_out: self.messages_out,
         };
         (closed, self.dropped)
+    }
+
+    /// How long the connection has lasted, by the server's clock.
+    fn elapsed(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.started)
     }
 }
 
@@ -455,7 +472,7 @@ impl<'c> Driver<'c> {
         // The server decided to end: messages not yet handed to the handler
         // are dropped with the rest of the conversation.
         self.clear_inbox();
-        self.close_at = Instant::now().checked_add(self.limits.close_timeout);
+        self.close_at = self.clock.now().checked_add(self.limits.close_timeout);
         self.phase = Phase::ClosingByUs {
             code,
             reason,
@@ -467,7 +484,7 @@ impl<'c> Driver<'c> {
     fn fail(&mut self, code: CloseCode, reason: String, err: &WsError) {
         tracing::debug!(id = %self.conn.id(), error = %err, code = %code, "peer broke the protocol");
         self.conn.shared.mark_failing();
-        self.close_at = Instant::now().checked_add(self.limits.close_timeout);
+        self.close_at = self.clock.now().checked_add(self.limits.close_timeout);
         self.phase = Phase::Failing {
             code,
             reason,
@@ -479,7 +496,7 @@ impl<'c> Driver<'c> {
     fn terminate(&mut self, end: End) {
         self.ws = None;
         self.close_at = None;
-        self.grace_at = Instant::now().checked_add(self.limits.handler_grace);
+        self.grace_at = self.clock.now().checked_add(self.limits.handler_grace);
         self.phase = Phase::Terminated;
         // `finish` drops whatever is still queued.
         self.queue_full = false;
@@ -491,7 +508,7 @@ impl<'c> Driver<'c> {
         log_end(
             self.conn,
             &end,
-            self.started.elapsed(),
+            self.elapsed(),
             self.messages_in,
             self.messages_out,
         );
@@ -537,7 +554,7 @@ impl<'c> Driver<'c> {
     /// that a handler stuck on a channel cannot hold the connection. Returns
     /// whether it did.
     fn poll_grace(&mut self) -> bool {
-        let expired = self.grace_at.is_some_and(|at| Instant::now() >= at);
+        let expired = self.grace_at.is_some_and(|at| self.clock.now() >= at);
         if !expired || (self.running.is_none() && self.inbox.is_empty()) {
             return false;
         }
@@ -561,12 +578,12 @@ impl<'c> Driver<'c> {
         if !matches!(self.phase, Phase::Open) {
             return false;
         }
+        let now = self.clock.now();
         self.queue_full = self.conn.shared.is_full();
-        let newly_full = self.policies.queue_full(self.queue_full);
-        if !(newly_full || self.policies.is_due()) {
+        let newly_full = self.policies.queue_full(self.queue_full, now);
+        if !(newly_full || self.policies.is_due(now)) {
             return self.policies.ping_due && self.poll_ping(cx);
         }
-        let now = Instant::now();
         if !self.inbox_has_room() {
             // Reading is paused for the handler (inbound backpressure): the
             // peer's pongs wait unread behind its messages, and a peer whose
@@ -651,7 +668,10 @@ impl<'c> Driver<'c> {
             self.abnormal();
             return true;
         };
-        let (mut heard, mut active) = (false, false);
+        // When the first frame of this poll was read: before anything is
+        // answered (a pong), so a peer that has seen our answer knows its
+        // frame was heard no later than that.
+        let (mut heard, mut active): (Option<Instant>, bool) = (None, false);
         while self.inbox_has_room() && self.spend() {
             // While our writes are blocked (the peer does not read), reading
             // waits too: each ping read would queue a pong in memory, so a
@@ -671,7 +691,9 @@ impl<'c> Driver<'c> {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     progress = true;
-                    heard = true;
+                    if heard.is_none() {
+                        heard = Some(self.clock.now());
+                    }
                     match frame {
                         Frame::Text(text) => {
                             active = true;
@@ -691,7 +713,7 @@ impl<'c> Driver<'c> {
                         Frame::Close(frame) => {
                             self.conn.shared.mark_closing();
                             let (code, reason) = split_frame(frame);
-                            self.close_at = Instant::now().checked_add(self.limits.close_timeout);
+                            self.close_at = self.clock.now().checked_add(self.limits.close_timeout);
                             self.phase = Phase::ClosedByPeer { code, reason };
                             // The echo is flushed by `poll_closed_by_peer`.
                             self.unflushed = true;
@@ -712,8 +734,8 @@ impl<'c> Driver<'c> {
                 }
             }
         }
-        if heard {
-            self.policies.heard(Instant::now(), active);
+        if let Some(at) = heard {
+            self.policies.heard(at, active);
         }
         progress
     }
@@ -866,7 +888,7 @@ impl<'c> Driver<'c> {
 
     /// True (and the connection ended) when the close deadline has passed.
     fn poll_deadline(&mut self, _cx: &mut Context<'_>) -> bool {
-        let expired = self.close_at.is_some_and(|at| Instant::now() >= at);
+        let expired = self.close_at.is_some_and(|at| self.clock.now() >= at);
         expired && self.closing_failed(CloseOutcome::TimedOut)
     }
 

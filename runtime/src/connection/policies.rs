@@ -5,7 +5,8 @@
 //! passes each policy is checked against the clock and the deadline moved
 //! on. Reads only record the time, so a busy connection never touches the
 //! server's timers. This module only keeps time and decides; the driver
-//! sends the pings and performs the closes.
+//! sends the pings and performs the closes. It never reads a clock itself:
+//! every instant comes from the driver, read from the server's clock.
 
 use std::time::{Duration, Instant};
 
@@ -80,12 +81,12 @@ impl Policies {
         }
     }
 
-    /// Records whether the send queue is full; true when it just filled
-    /// (its clock starts, so the deadline must be recomputed).
-    pub(crate) fn queue_full(&mut self, full: bool) -> bool {
+    /// Records whether the send queue is full at `now`; true when it just
+    /// filled (its clock starts, so the deadline must be recomputed).
+    pub(crate) fn queue_full(&mut self, full: bool, now: Instant) -> bool {
         match (full, self.full_since) {
             (true, None) => {
-                self.full_since = Some(Instant::now());
+                self.full_since = Some(now);
                 true
             }
             (false, Some(_)) => {
@@ -96,10 +97,10 @@ impl Policies {
         }
     }
 
-    /// Whether the clocks must be checked now: their deadline passed or
-    /// was never computed.
-    pub(crate) fn is_due(&self) -> bool {
-        self.armed.is_none_or(|at| Instant::now() >= at)
+    /// Whether the clocks must be checked at `now`: their deadline passed
+    /// or was never computed.
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.armed.is_none_or(|at| now >= at)
     }
 
     /// The deadline to be woken at, once computed.
@@ -225,7 +226,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         p.check(&limits, t0, t1);
         p.heard(t1 + Duration::from_secs(1), false);
-        assert!(p.is_due(), "an answer asks for a new plan");
+        assert!(p.is_due(t1), "an answer asks for a new plan");
         p.plan(&limits, t0);
         assert_eq!(p.deadline(), Some(t1 + Duration::from_secs(11)));
         // Only answers for a minute: idle.

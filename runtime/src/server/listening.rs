@@ -301,6 +301,13 @@ impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+
+    /// The server's state, for the test kit (`wharf::test`): its clock
+    /// and its configuration.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
 }
 
 /// Rejections written at accept time at once; beyond this, rejected

@@ -49,6 +49,11 @@ pub(crate) struct Inner {
 }
 
 impl Host for Inner {
+    #[cfg(feature = "test-util")]
+    fn clock(&self) -> crate::rt::Clock {
+        self.timers.clock().clone()
+    }
+
     fn deadline_key(&self) -> u64 {
         self.timers.key()
     }

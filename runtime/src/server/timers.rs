@@ -15,6 +15,10 @@
 //! deadline fires up to one tick late, never early: owners compare the
 //! clock themselves when woken. With no deadlines the sweeper sleeps.
 //!
+//! Deadlines are instants of the server's [`Clock`], which owners read
+//! too. In `test-util` builds a test can move that clock forward
+//! ([`Timers::advance`]); the sweeper then fires what became due at once.
+//!
 //! This module never decides what a deadline means; it only wakes.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::rt;
+use crate::rt::{self, Clock};
 
 /// The shortest and longest tick.
 const MIN_TICK: Duration = Duration::from_millis(1);
@@ -48,11 +52,23 @@ impl Table {
             self.by_time.remove(&(at, key));
         }
     }
+
+    /// Removes every deadline up to `now` and returns their wakers.
+    fn take_due(&mut self, now: Instant) -> Vec<Waker> {
+        let later = self.by_time.split_off(&(now, u64::MAX));
+        let due = std::mem::replace(&mut self.by_time, later);
+        for (_, key) in due.keys() {
+            self.by_key.remove(key);
+        }
+        due.into_values().collect()
+    }
 }
 
 /// The deadlines of one server.
 #[derive(Debug)]
 pub(crate) struct Timers {
+    /// What every deadline is read against.
+    clock: Clock,
     tick: Duration,
     next_key: AtomicU64,
     table: Mutex<Table>,
@@ -65,6 +81,7 @@ impl Timers {
     /// with their sweeper running until the last reference is dropped.
     pub(crate) fn start(shortest: Duration) -> Arc<Self> {
         let timers = Arc::new(Timers {
+            clock: Clock::default(),
             tick: (shortest / 16).clamp(MIN_TICK, MAX_TICK),
             next_key: AtomicU64::new(1),
             table: Mutex::default(),
@@ -76,6 +93,22 @@ impl Timers {
 
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The clock deadlines are read against.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Moves the clock forward by `by` and lets the sweeper fire what is
+    /// now due. Under the table's lock, so a sweeper planning its sleep
+    /// either sees the new time or is already listening for this call.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn advance(&self, by: Duration) {
+        let _table = self.lock();
+        self.clock.advance(by);
+        self.replan.notify(usize::MAX);
     }
 
     /// A key for one owner's deadline.
@@ -102,16 +135,9 @@ impl Timers {
     }
 
     /// Wakes the owners of every deadline up to `now`.
+    #[cfg(test)]
     fn fire(&self, now: Instant) {
-        let due: Vec<Waker> = {
-            let mut table = self.lock();
-            let later = table.by_time.split_off(&(now, u64::MAX));
-            let due = std::mem::replace(&mut table.by_time, later);
-            for (_, key) in due.keys() {
-                table.by_key.remove(key);
-            }
-            due.into_values().collect()
-        };
+        let due = self.lock().take_due(now);
         for waker in due {
             waker.wake();
         }
@@ -121,7 +147,7 @@ impl Timers {
     /// first (up to one tick late).
     pub(crate) async fn timeout<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
         // A limit too long to add to an instant never runs out.
-        let Some(at) = Instant::now().checked_add(limit) else {
+        let Some(at) = self.clock.now().checked_add(limit) else {
             return Some(future.await);
         };
         let key = self.key();
@@ -132,7 +158,7 @@ impl Timers {
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(Some(output));
             }
-            if Instant::now() >= at {
+            if self.clock.now() >= at {
                 return Poll::Ready(None);
             }
             if !armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -169,10 +195,12 @@ async fn sweep(timers: Weak<Timers>) {
         let Some(strong) = timers.upgrade() else {
             return;
         };
-        let now = Instant::now();
-        strong.fire(now);
-        let (replanned, nap) = {
+        let (due, replanned, nap) = {
             let mut table = strong.lock();
+            // Read under the lock: a clock moved after this read notifies
+            // the listener below (see `advance`).
+            let now = strong.clock.now();
+            let due = table.take_due(now);
             let earliest = table.by_time.keys().next().map(|(at, _)| *at);
             let tick = now.checked_add(strong.tick);
             let planned = match (earliest, tick) {
@@ -182,10 +210,15 @@ async fn sweep(timers: Weak<Timers>) {
             table.planned = planned;
             // Listening under the lock: a `set` after it is not missed.
             (
+                due,
                 strong.replan.listen(),
                 planned.map(|at| at.saturating_duration_since(now)),
             )
         };
+        // Woken outside the lock: an owner may set its next deadline.
+        for waker in due {
+            waker.wake();
+        }
         drop(strong);
         match nap {
             Some(nap) => {
@@ -212,6 +245,7 @@ mod tests {
 
     fn timers() -> Timers {
         Timers {
+            clock: Clock::default(),
             tick: MAX_TICK,
             next_key: AtomicU64::new(1),
             table: Mutex::default(),
