@@ -121,7 +121,7 @@ async fn join(conn: &Conn) -> ws::Result<()> {
         "* welcome, {name}. In the room: {present}. Commands: /quit, /kick NAME"
     ))
     .await?;
-    conn.registry().broadcast(ROOM, format!("* {name} joined"));
+    conn.registry().route(ROOM).send(format!("* {name} joined"));
     Ok(())
 }
 
@@ -160,7 +160,7 @@ async fn say(conn: &Conn, msg: Message) -> ws::Result<Option<String>> {
             "* unknown command {text:?}; try /quit or /kick NAME"
         )));
     } else if !text.is_empty() {
-        conn.registry().broadcast(ROOM, format!("{me}: {text}"));
+        conn.registry().route(ROOM).send(format!("{me}: {text}"));
     }
     Ok(None)
 }
@@ -180,7 +180,8 @@ async fn leave(conn: &Conn, closed: &Closed) -> ws::Result<()> {
         reason => format!("{} {reason}", closed.code),
     };
     conn.registry()
-        .broadcast(ROOM, format!("* {name} left ({why})"));
+        .route(ROOM)
+        .send(format!("* {name} left ({why})"));
     Ok(())
 }
 

@@ -23,7 +23,7 @@
 //!
 //! #[ws::on("message")]
 //! async fn relay(conn: &Conn, msg: Message) {
-//!     conn.registry().broadcast(conn.path(), msg);
+//!     conn.registry().route(conn.path()).send(msg);
 //! }
 //!
 //! #[ws::on("close")]
@@ -68,7 +68,8 @@ pub use connection::handle::{ConnId, Handle, ParseConnIdError};
 #[cfg(feature = "json")]
 pub use connection::message::Json;
 pub use connection::message::{Bytes, Message, Text};
-pub use connection::registry::Registry;
+pub use connection::registry::{Registry, MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES};
+pub use connection::selector::Selector;
 #[cfg(feature = "json")]
 pub use error::JsonError;
 pub use error::{Error, Result};
