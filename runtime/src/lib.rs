@@ -52,6 +52,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod connection;
 mod error;
 mod extensions;
@@ -60,6 +62,8 @@ pub mod http;
 mod rt;
 mod server;
 
+#[cfg(feature = "cluster")]
+pub use cluster::config::Cluster;
 pub use connection::close::{
     CloseCode, CloseOutcome, CloseSummary, Closed, Initiator, MAX_REASON_BYTES,
 };
@@ -81,7 +85,7 @@ pub use http::response::{RejectReason, Rejection};
 pub use server::builder::Server;
 pub use server::config::ConnectRate;
 pub use server::listening::{Listening, ServerHandle};
-pub use server::metrics::Stats;
+pub use server::metrics::{ClusterStats, Stats};
 pub use server::routes::Route;
 
 #[doc(inline)]

@@ -14,6 +14,11 @@ use std::time::Duration;
 
 pub(crate) use async_std::net::{TcpListener, TcpStream};
 
+/// Bounded channels between tasks (the cluster's publisher queue and the
+/// answers to its requests).
+#[cfg(feature = "cluster")]
+pub(crate) use async_std::channel::{bounded, Receiver, Sender};
+
 /// Runs `future` on the executor in the background; it is detached.
 pub(crate) fn spawn<F>(future: F)
 where

@@ -25,6 +25,7 @@ use futures_util::future::join_all;
 
 use super::close::{CloseCode, CloseOutcome, CloseSummary};
 use super::handle::{ConnId, Handle};
+use super::message::Message;
 use super::selector::{Remote, Selector, Target};
 use crate::error::{Error, Result};
 
@@ -399,6 +400,20 @@ impl Registry {
     /// ```
     pub fn all(&self) -> Selector {
         Selector::new(self.clone(), Ok(Target::All))
+    }
+
+    /// Queues `msg` on this node's members of `target` but `except`,
+    /// without waiting; how many took it (see [`Selector::send`]).
+    pub(crate) fn send_local(
+        &self,
+        target: &Target,
+        except: Option<ConnId>,
+        msg: &Message,
+    ) -> usize {
+        self.members(target, except)
+            .iter()
+            .filter(|h| h.shared.try_broadcast(msg.clone()))
+            .count()
     }
 
     /// This node's members of `target`, but `except`.

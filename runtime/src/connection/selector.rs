@@ -192,12 +192,7 @@ impl Selector {
             return 0;
         };
         let msg = msg.into();
-        let delivered = self
-            .registry
-            .members(target, self.except)
-            .iter()
-            .filter(|h| h.shared.try_broadcast(msg.clone()))
-            .count();
+        let delivered = self.registry.send_local(target, self.except, &msg);
         if let Some(remote) = self.remote(target) {
             remote.send(target, self.except, &msg);
         }
