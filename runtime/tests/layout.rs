@@ -3,8 +3,10 @@
 //!
 //! From the bottom up: the leaf modules (`error`, `extensions`, `rt`), then
 //! `http/` (the upgrade request and its answers), `connection/` (a
-//! connection's life and its close), `handler/` (the `Handler` trait and
-//! annotated functions) and `server/` (which knows everything). A module may
+//! connection's life and its close, groups and selectors), `cluster/` (the
+//! selectors across nodes through Redis, behind the `cluster` feature),
+//! `handler/` (the `Handler` trait and annotated functions) and `server/`
+//! (which knows everything). A module may
 //! name one in its own layer or below, never above. This test reads the
 //! sources and fails naming the file and the reference that breaks the rule.
 
@@ -19,8 +21,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("rt", 0),
     ("http", 1),
     ("connection", 2),
-    ("handler", 3),
-    ("server", 4),
+    ("cluster", 3),
+    ("handler", 4),
+    ("server", 5),
 ];
 
 fn layer(module: &str) -> Option<u8> {

@@ -14,6 +14,7 @@
 //! says otherwise) and fails the test with what it was waiting for.
 
 mod client;
+mod cluster;
 mod groups;
 mod handlers;
 mod http;
@@ -25,6 +26,7 @@ mod tcp;
 mod time;
 
 pub use client::*;
+pub use cluster::*;
 pub use groups::*;
 pub use handlers::*;
 pub use http::*;

@@ -139,6 +139,18 @@ pub(crate) async fn join(
         close_timeout,
     }));
     registry.set_remote(Arc::clone(&node) as Arc<dyn crate::connection::selector::Remote>);
+    // The first session opens before `bind` returns: from then on every
+    // selector reaches the cluster.
+    let session = match open(&node, commands).await {
+        Ok(session) => session,
+        Err(why) => {
+            node.finish();
+            return Err(Error::Cluster(format!(
+                "cannot subscribe on Redis at {shown}: {why}"
+            )));
+        }
+    };
+    node.set_up(true, Some(session.commands.clone()));
     tracing::info!(
         node = node.number,
         name = %node.name,
@@ -146,7 +158,7 @@ pub(crate) async fn join(
         redis = %node.shown_url,
         "joined the cluster"
     );
-    rt::spawn(run(Arc::clone(&node), commands));
+    rt::spawn(run(Arc::clone(&node), session));
     Ok(node)
 }
 
@@ -159,8 +171,8 @@ enum End {
 }
 
 /// The link task: sessions, with reconnections between them.
-async fn run(node: Arc<Node>, first: MultiplexedConnection) {
-    let mut commands = Some(first);
+async fn run(node: Arc<Node>, first: Session) {
+    let mut first = Some(first);
     let mut backoff = MIN_BACKOFF;
     // `Some` while the link is down: since when.
     let mut down_since: Option<Instant> = None;
@@ -168,8 +180,8 @@ async fn run(node: Arc<Node>, first: MultiplexedConnection) {
         if node.stopping() || node.registry.upgrade().is_none() {
             break;
         }
-        let opened = match commands.take() {
-            Some(commands) => open(&node, commands).await,
+        let opened = match first.take() {
+            Some(session) => Ok(session),
             None => match rt::timeout(
                 IO_TIMEOUT + Duration::from_millis(500),
                 node.client
