@@ -1,5 +1,6 @@
-//! The `chat` example: joining, broadcasting, the name check and the
-//! `/quit` and `/kick` commands, with real clients.
+//! The `chat` example: joining, sending to the room, the name check and
+//! the `/quit` and `/kick` commands, with real clients; and the same room
+//! on two nodes sharing a real `redis-server`.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../chat.rs"]
@@ -20,7 +21,7 @@ async fn join(server: &TestServer, name: &str) -> Client {
 
 #[async_std::test]
 async fn the_page_is_served_at_the_root() {
-    let server = start(chat::app()).await;
+    let server = start(chat::app(None)).await;
     let response =
         http_exchange_allowing_reset(server.addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await;
@@ -31,7 +32,7 @@ async fn the_page_is_served_at_the_root() {
 
 #[async_std::test]
 async fn members_join_and_lines_reach_everyone() {
-    let server = start(chat::app()).await;
+    let server = start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = connect(&server, "/chat?name=bob").await;
     let welcome = next_text(&mut bob).await;
@@ -69,7 +70,7 @@ async fn members_join_and_lines_reach_everyone() {
 
 #[async_std::test]
 async fn a_name_in_use_is_refused_with_4001() {
-    let server = start(chat::app()).await;
+    let server = start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut again = connect(&server, "/chat?name=ann").await;
     expect_close(&mut again, 4001, "Name taken").await;
@@ -82,7 +83,7 @@ async fn a_name_in_use_is_refused_with_4001() {
 
 #[async_std::test]
 async fn quit_closes_with_1000_goodbye_and_the_room_is_told() {
-    let server = start(chat::app()).await;
+    let server = start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = join(&server, "bob").await;
     send_text(&mut bob, "/quit").await;
@@ -97,7 +98,7 @@ async fn quit_closes_with_1000_goodbye_and_the_room_is_told() {
 
 #[async_std::test]
 async fn kick_closes_the_target_with_4000() {
-    let server = start(chat::app()).await;
+    let server = start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = join(&server, "bob").await;
     send_text(&mut ann, "/kick nobody").await;
@@ -115,9 +116,54 @@ async fn kick_closes_the_target_with_4000() {
 
 #[async_std::test]
 async fn a_message_over_64_kib_closes_with_1009() {
-    let server = start(chat::app()).await;
+    let server = start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     send_text(&mut ann, &"x".repeat((64 << 10) + 1)).await;
     let closed = closed_by_server(&mut ann).await;
     assert_eq!(closed.close.map(|(code, _)| code), Some(1009));
+}
+
+#[async_std::test]
+async fn two_nodes_on_one_redis_make_one_room() {
+    let redis = RedisServer::start();
+    let one = start(chat::app(Some(&redis.url()))).await;
+    let two = start(chat::app(Some(&redis.url()))).await;
+    let mut ann = join(&one, "ann").await;
+    // Counts reach Redis a moment after a join (see the race in the docs).
+    until_count(&one.registry.group("user:ann"), 1).await;
+    until_count(&two.registry.group("user:ann"), 1).await;
+    let mut bob = connect(&two, "/chat?name=bob").await;
+    assert_eq!(
+        next_text(&mut bob).await,
+        "* welcome, bob. In the room: bob, and 1 on other nodes. Commands: /quit, /kick NAME"
+    );
+    assert_eq!(
+        text_matching(&mut ann, |t| t.starts_with("* bob")).await,
+        "* bob joined"
+    );
+
+    // A line said on one node appears on the other.
+    send_text(&mut bob, "hello from two").await;
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(
+            text_matching(client, |t| !t.starts_with('*')).await,
+            "bob: hello from two"
+        );
+    }
+    // A name in use on the other node is refused with 4001.
+    until_count(&one.registry.group("user:bob"), 1).await;
+    let mut again = connect(&one, "/chat?name=bob").await;
+    expect_close(&mut again, 4001, "Name taken").await;
+    // /kick reaches the member on the other node; the room hears why.
+    send_text(&mut ann, "/kick bob").await;
+    expect_close(&mut bob, 4000, "Kicked by ann").await;
+    assert_eq!(
+        text_matching(&mut ann, |t| t.contains("left")).await,
+        "* bob left (4000 Kicked by ann)"
+    );
+    send_text(&mut ann, "/kick bob").await;
+    assert_eq!(
+        text_matching(&mut ann, |t| t.contains("nobody")).await,
+        "* nobody named \"bob\""
+    );
 }
