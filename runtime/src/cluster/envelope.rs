@@ -266,11 +266,13 @@ impl Envelope {
                 Body::Count { target }
             }
             KIND_REPLY => {
-                let mut summary = CloseSummary::default();
-                summary.clean = r.u32()? as usize;
-                summary.timed_out = r.u32()? as usize;
-                summary.peer_gone = r.u32()? as usize;
-                summary.dropped = r.u32()? as usize;
+                let summary = CloseSummary {
+                    clean: r.u32()? as usize,
+                    timed_out: r.u32()? as usize,
+                    peer_gone: r.u32()? as usize,
+                    dropped: r.u32()? as usize,
+                    ..CloseSummary::default()
+                };
                 let count = r.u64()?;
                 Body::Reply { summary, count }
             }
@@ -360,9 +362,11 @@ mod tests {
     use super::*;
 
     fn samples() -> Vec<Envelope> {
-        let mut summary = CloseSummary::default();
-        summary.clean = 3;
-        summary.peer_gone = 1;
+        let summary = CloseSummary {
+            clean: 3,
+            peer_gone: 1,
+            ..CloseSummary::default()
+        };
         vec![
             Envelope {
                 origin: 7,

@@ -277,7 +277,7 @@ pub struct CloseSummary {
     /// and are not in the counts above. Always 0 without a cluster, for a
     /// graceful shutdown, and while the cluster link is down (the close
     /// then reaches this node's members only; see
-    /// [`Stats::cluster_up`](crate::Stats::cluster_up)).
+    /// [`ClusterStats::up`](crate::ClusterStats::up)).
     pub unanswered: usize,
     /// How long it took, from the first Close requested to the last end.
     pub duration: Duration,
