@@ -84,7 +84,11 @@ const DEFAULT_PUBLISH_QUEUE: usize = 4096;
 ///
 /// The `redis` crate (1.x) runs on async-io through its `smol-comp`
 /// feature, the reactor async-std uses; it spawns its own connection
-/// drivers on smol's global executor (one more thread). It needs Rust
+/// drivers on smol's global executor (one more thread). Its pub/sub driver
+/// hands received messages to Wharf through an unbounded channel, which
+/// Wharf's receiving task drains without waiting (each message is decoded
+/// and queued to members with `try_send`-style pushes), so it holds only
+/// what arrives faster than that loop runs. It needs Rust
 /// 1.88 or later, where Wharf's default build needs 1.85. Credentials come
 /// from the URL (`redis://user:password@host:port/db`) and never appear in
 /// logs or errors: Wharf logs the URL with its password replaced by `***`.
