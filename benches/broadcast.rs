@@ -1,7 +1,8 @@
 //! `broadcast`: one message fanned out to 1,000 connections.
 //!
 //! 1,000 clients connect to the bench's silent route before measuring. One
-//! iteration calls [`Registry::broadcast`](wharf::Registry::broadcast) with
+//! iteration sends through [`Registry::route`](wharf::Registry::route)'s
+//! selector ([`Selector::send`](wharf::Selector::send)) with
 //! a 64-byte text message (from the clients' thread: it only queues) and
 //! waits until every client has read it; the time per iteration is the time
 //! until all have it, the throughput deliveries per second.
@@ -34,7 +35,7 @@ async fn one_broadcast(
     msg: &Message,
 ) -> BenchResult<Duration> {
     let start = Instant::now();
-    let delivered = server.registry().broadcast(BROADCAST_PATH, msg.clone());
+    let delivered = server.registry().route(BROADCAST_PATH).send(msg.clone());
     let received = join_all(clients.iter_mut().map(|c| c.next())).await;
     let elapsed = start.elapsed();
     if delivered != clients.len() {

@@ -3,9 +3,11 @@
 //! It shows a WebSocket route built from `#[ws::on(...)]` handlers for
 //! connect, message and close; application state shared by every
 //! connection (`Server::state` and `conn.state()`); per-connection data
-//! (`conn.extensions()`); broadcasting through the registry; and closes
+//! (`conn.extensions()`); groups and selectors (`conn.join`,
+//! `registry.route(..).send`, `registry.group(..).close`); and closes
 //! started by the server, both from a connection's own handler and from
-//! another connection's handler through a registry handle.
+//! another connection's handler. With `--redis` several servers make one
+//! room (the `cluster` feature).
 //!
 //! ```text
 //! cargo run --example chat
@@ -15,6 +17,17 @@
 //! changes the address (default 127.0.0.1:8080); the server logs it when it
 //! is ready. Set `RUST_LOG=debug` for a line per connection. Ctrl-C closes
 //! every connection with 1001 "Going away" before the server exits.
+//!
+//! On several nodes, with a Redis on 127.0.0.1:6379:
+//!
+//! ```text
+//! cargo run --example chat -- --addr 127.0.0.1:8081 --redis redis://127.0.0.1:6379
+//! cargo run --example chat -- --addr 127.0.0.1:8082 --redis redis://127.0.0.1:6379
+//! ```
+//!
+//! A line said on one node appears on the other, `/kick NAME` closes NAME's
+//! connection whichever node holds it, and a name in use on any node is
+//! refused.
 //!
 //! The room lives on `ws://HOST:PORT/chat?name=NAME`. Every text message is
 //! sent to everyone in the room, sender included, as `NAME: text`; joins and
@@ -28,6 +41,15 @@
 //! longer than 500 characters is refused with a note to its sender only; a
 //! message over 64 KiB ends the connection with 1009. The page at `/` shows
 //! the close code and reason when the session ends.
+//!
+//! Each member is in the group `user:NAME`. The name check takes the name
+//! on this node first (one atomic step), then, with a cluster, counts
+//! `user:NAME` across the nodes: more than one member means the name is in
+//! use elsewhere. Counts reach Redis a moment after a join, so two people
+//! taking one name on two nodes within those few milliseconds may both be
+//! refused, or (if neither count has landed yet) both admitted: a demo's
+//! race, documented rather than solved (a real service would reserve names
+//! in its database).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -52,12 +74,13 @@ const NAME_TAKEN: u16 = 4001;
 /// The page served at `/`: plain HTML and JavaScript, no external resources.
 const PAGE: &str = include_str!("chat.html");
 
-/// The room: who is in it, by name. One value for the whole server,
-/// registered with `Server::state` and shared by every handler.
+/// The room on this server: who is in it, by name. One value for the
+/// whole server, registered with `Server::state` and shared by every
+/// handler.
 ///
-/// The roster maps names to connection ids so `/kick NAME` can find the
-/// connection's handle in the registry; it also makes the duplicate-name
-/// check and the join one atomic step.
+/// The roster makes the duplicate-name check and the join one atomic step
+/// on this node (the cluster-wide check follows in `join`), and lists the
+/// local members in the welcome line.
 #[derive(Debug, Default)]
 pub struct Room {
     roster: Mutex<HashMap<String, ConnId>>,
@@ -95,6 +118,11 @@ fn pick_name(asked: Option<&str>, id: ConnId) -> String {
     }
 }
 
+/// The group of the member named `name`.
+fn user_group(name: &str) -> String {
+    format!("user:{name}")
+}
+
 /// Joins the room under the asked name, or closes with 4001 when it is taken.
 #[ws::on("connect")]
 async fn join(conn: &Conn) -> ws::Result<()> {
@@ -111,17 +139,38 @@ async fn join(conn: &Conn) -> ws::Result<()> {
         }
     }; // the roster is unlocked before anything is awaited
     let Some(present) = present else {
-        tracing::info!(id = %conn.id(), %name, "name taken; refusing");
-        conn.close(NAME_TAKEN, "Name taken").await?;
-        return Ok(());
+        return refuse(conn, &name).await;
     };
+    let group = user_group(&name);
+    conn.join(&group)?;
+    // With a cluster, someone on another node may hold the name (see the
+    // race in the module docs). Without one, this counts 1: ourselves.
+    if conn.registry().group(&group).count().await? > 1 {
+        conn.leave(&group);
+        Room::of(conn)?.roster().remove(&name);
+        return refuse(conn, &name).await;
+    }
     conn.extensions().insert(Name(name.clone()));
     tracing::info!(id = %conn.id(), %name, "joined");
+    let room = conn.registry().route(ROOM);
+    let here = room.clone().local().count().await?;
+    let elsewhere = room.count().await?.saturating_sub(here);
+    let others = match elsewhere {
+        0 => String::new(),
+        n => format!(", and {n} on other nodes"),
+    };
     conn.text(format!(
-        "* welcome, {name}. In the room: {present}. Commands: /quit, /kick NAME"
+        "* welcome, {name}. In the room: {present}{others}. Commands: /quit, /kick NAME"
     ))
     .await?;
-    conn.registry().broadcast(ROOM, format!("* {name} joined"));
+    room.send(format!("* {name} joined"));
+    Ok(())
+}
+
+/// Closes a connection whose name is taken with 4001.
+async fn refuse(conn: &Conn, name: &str) -> ws::Result<()> {
+    tracing::info!(id = %conn.id(), %name, "name taken; refusing");
+    conn.close(NAME_TAKEN, "Name taken").await?;
     Ok(())
 }
 
@@ -148,19 +197,33 @@ async fn say(conn: &Conn, msg: Message) -> ws::Result<Option<String>> {
         conn.close(CloseCode::NORMAL, "Goodbye").await?;
     } else if let Some(target) = text.strip_prefix("/kick ") {
         let target = target.trim();
-        let id = Room::of(conn)?.roster().get(target).copied();
-        // The registry hands out a handle to any live connection.
-        let Some(handle) = id.and_then(|id| conn.registry().get(id)) else {
-            return Ok(Some(format!("* nobody named {target:?}")));
+        // The member's group, wherever it is: on this node or another.
+        let summary = match conn
+            .registry()
+            .group(&user_group(target))
+            .close(KICKED, &format!("Kicked by {me}"))
+            .await
+        {
+            Ok(summary) => summary,
+            // Not a name anyone can have (too long, control characters).
+            Err(ws::Error::InvalidGroup(_)) => ws::CloseSummary::default(),
+            Err(err) => return Err(err),
         };
-        let outcome = handle.close(KICKED, &format!("Kicked by {me}")).await?;
-        tracing::info!(by = %me, kicked = %target, %outcome, "kick");
+        if summary.total() == 0 && summary.unanswered == 0 {
+            return Ok(Some(format!("* nobody named {target:?}")));
+        }
+        if summary.total() == 0 {
+            return Ok(Some(format!(
+                "* {target:?} may be on a node that did not answer"
+            )));
+        }
+        tracing::info!(by = %me, kicked = %target, clean = summary.clean, unanswered = summary.unanswered, "kick");
     } else if text.starts_with('/') {
         return Ok(Some(format!(
             "* unknown command {text:?}; try /quit or /kick NAME"
         )));
     } else if !text.is_empty() {
-        conn.registry().broadcast(ROOM, format!("{me}: {text}"));
+        conn.registry().route(ROOM).send(format!("{me}: {text}"));
     }
     Ok(None)
 }
@@ -180,13 +243,19 @@ async fn leave(conn: &Conn, closed: &Closed) -> ws::Result<()> {
         reason => format!("{} {reason}", closed.code),
     };
     conn.registry()
-        .broadcast(ROOM, format!("* {name} left ({why})"));
+        .route(ROOM)
+        .send(format!("* {name} left ({why})"));
     Ok(())
 }
 
-/// The chat server: the page at `/` and the room at [`ROOM`].
-pub fn app() -> ws::Server {
-    ws::Server::new()
+/// The chat server: the page at `/` and the room at [`ROOM`]; a node of
+/// the cluster on `redis` when given.
+pub fn app(redis: Option<&str>) -> ws::Server {
+    let server = match redis {
+        Some(url) => ws::Server::new().cluster(ws::Cluster::new(url).namespace("chat")),
+        None => ws::Server::new(),
+    };
+    server
         .state(Room::default())
         .page("/", "text/html; charset=utf-8", PAGE)
         .route(ROOM, ws::handlers![join, say, leave])
@@ -205,13 +274,17 @@ struct Options {
     /// Listen address.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Join the chat cluster on this Redis (`redis://[user:password@]host[:port][/db]`):
+    /// every server started with the same Redis shares one room.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let Options { addr } = Options::parse();
+    let Options { addr, redis } = Options::parse();
     wharf_examples::init_logging();
-    let server = app().bind(addr.as_str()).await?;
+    let server = app(redis.as_deref()).bind(addr.as_str()).await?;
     tracing::info!("open http://{}/ in a browser", server.local_addr());
     let summary = server.shutdown_on_signals().run().await?;
     tracing::info!(

@@ -31,7 +31,7 @@ pub const ECHO_PATH: &str = "/echo";
 pub const CLOSE_PATH: &str = "/close";
 
 /// Wharf route whose handler ignores every message; the `broadcast` bench
-/// fans messages out to it with [`Registry::broadcast`].
+/// fans messages out to it with [`Registry::route`]'s selector.
 pub const BROADCAST_PATH: &str = "/broadcast";
 
 /// The text message that makes either server close the connection with

@@ -1,11 +1,13 @@
-//! The `chat` example: joining, broadcasting, the name check and the
-//! `/quit` and `/kick` commands, with the test kit's clients.
+//! The `chat` example: joining, sending to the room, the name check and
+//! the `/quit` and `/kick` commands, with the test kit's clients; and the
+//! same room on two nodes sharing a real `redis-server`.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../chat.rs"]
 mod chat;
 
 use wharf::test::{TestClient, TestServer};
+use wharf_test_support::{until_count, RedisServer};
 
 /// Joins as `name` and reads the welcome line.
 async fn join(server: &TestServer, name: &str) -> TestClient {
@@ -21,7 +23,7 @@ async fn join(server: &TestServer, name: &str) -> TestClient {
 
 #[async_std::test]
 async fn the_page_is_served_at_the_root() {
-    let server = TestServer::start(chat::app()).await;
+    let server = TestServer::start(chat::app(None)).await;
     let page = server.get("/").await;
     assert_eq!(page.status(), 200, "{page}");
     let content_type = page.header("content-type").unwrap_or_default();
@@ -31,7 +33,7 @@ async fn the_page_is_served_at_the_root() {
 
 #[async_std::test]
 async fn members_join_and_lines_reach_everyone() {
-    let server = TestServer::start(chat::app()).await;
+    let server = TestServer::start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = server.connect("/chat?name=bob").await.expect("upgrade");
     bob.expect_text("* welcome, bob. In the room: ann, bob. Commands: /quit, /kick NAME")
@@ -58,7 +60,7 @@ async fn members_join_and_lines_reach_everyone() {
 
 #[async_std::test]
 async fn a_name_in_use_is_refused_with_4001() {
-    let server = TestServer::start(chat::app()).await;
+    let server = TestServer::start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut again = server.connect("/chat?name=ann").await.expect("upgrade");
     again.expect_close(4001, "Name taken").await;
@@ -71,7 +73,7 @@ async fn a_name_in_use_is_refused_with_4001() {
 
 #[async_std::test]
 async fn quit_closes_with_1000_goodbye_and_the_room_is_told() {
-    let server = TestServer::start(chat::app()).await;
+    let server = TestServer::start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = join(&server, "bob").await;
     bob.send_text("/quit").await;
@@ -85,7 +87,7 @@ async fn quit_closes_with_1000_goodbye_and_the_room_is_told() {
 
 #[async_std::test]
 async fn kick_closes_the_target_with_4000() {
-    let server = TestServer::start(chat::app()).await;
+    let server = TestServer::start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     let mut bob = join(&server, "bob").await;
     ann.send_text("/kick nobody").await;
@@ -100,9 +102,46 @@ async fn kick_closes_the_target_with_4000() {
 
 #[async_std::test]
 async fn a_message_over_64_kib_closes_with_1009() {
-    let server = TestServer::start(chat::app()).await;
+    let server = TestServer::start(chat::app(None)).await;
     let mut ann = join(&server, "ann").await;
     ann.send_text("x".repeat((64 << 10) + 1)).await;
     ann.expect_text("* ann joined").await;
     ann.expect_close(1009, "Message too big").await;
+}
+
+#[async_std::test]
+async fn two_nodes_on_one_redis_make_one_room() {
+    let redis = RedisServer::start();
+    let one = TestServer::start(chat::app(Some(&redis.url()))).await;
+    let two = TestServer::start(chat::app(Some(&redis.url()))).await;
+    let mut ann = join(&one, "ann").await;
+    // Counts reach Redis a moment after a join (see the race in the docs).
+    until_count(&one.registry().group("user:ann"), 1).await;
+    until_count(&two.registry().group("user:ann"), 1).await;
+    let mut bob = two.connect("/chat?name=bob").await.expect("upgrade");
+    bob.expect_text(
+        "* welcome, bob. In the room: bob, and 1 on other nodes. Commands: /quit, /kick NAME",
+    )
+    .await;
+    let joined = ann.recv_text_until(|t| t.starts_with("* bob")).await;
+    assert_eq!(joined, "* bob joined");
+
+    // A line said on one node appears on the other.
+    bob.send_text("hello from two").await;
+    for client in [&mut ann, &mut bob] {
+        let line = client.recv_text_until(|t| !t.starts_with('*')).await;
+        assert_eq!(line, "bob: hello from two");
+    }
+    // A name in use on the other node is refused with 4001.
+    until_count(&one.registry().group("user:bob"), 1).await;
+    let mut again = one.connect("/chat?name=bob").await.expect("upgrade");
+    again.expect_close(4001, "Name taken").await;
+    // /kick reaches the member on the other node; the room hears why.
+    ann.send_text("/kick bob").await;
+    bob.expect_close(4000, "Kicked by ann").await;
+    let left = ann.recv_text_until(|t| t.contains("left")).await;
+    assert_eq!(left, "* bob left (4000 Kicked by ann)");
+    ann.send_text("/kick bob").await;
+    let note = ann.recv_text_until(|t| t.contains("nobody")).await;
+    assert_eq!(note, "* nobody named \"bob\"");
 }

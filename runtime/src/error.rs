@@ -52,6 +52,24 @@ pub enum Error {
     /// [`Message::json`](crate::Message::json) instead of using `?`.
     #[cfg(feature = "json")]
     InvalidJson(JsonError),
+    /// A group name was refused by [`Conn::join`](crate::Conn::join) or a
+    /// [`Selector`](crate::Selector): it is empty, longer than
+    /// [`MAX_GROUP_NAME_BYTES`](crate::MAX_GROUP_NAME_BYTES) bytes, or
+    /// holds a control character. The text says which. Nothing changed;
+    /// the connection is still usable.
+    InvalidGroup(&'static str),
+    /// The connection is already in
+    /// [`MAX_GROUPS_PER_CONNECTION`](crate::MAX_GROUPS_PER_CONNECTION)
+    /// groups: [`Conn::join`](crate::Conn::join) refused one more. Nothing
+    /// changed; the connection is still usable.
+    TooManyGroups,
+    /// The cluster's Redis could not be used (only with the `cluster`
+    /// feature): unreachable or refusing at
+    /// [`Server::bind`](crate::Server::bind), or the link is down when a
+    /// [`Selector::count`](crate::Selector::count) needs it. The text never
+    /// holds the URL's credentials. Connections are not affected.
+    #[cfg(feature = "cluster")]
+    Cluster(String),
     /// An I/O error from the listener (binding or accepting).
     Io(io::Error),
     /// An error raised by a handler; the connection is closed with 1011.
@@ -98,6 +116,14 @@ impl fmt::Display for Error {
             }
             #[cfg(feature = "json")]
             Error::InvalidJson(err) => write!(f, "invalid JSON message: {err}"),
+            Error::InvalidGroup(why) => write!(f, "invalid group name: {why}"),
+            // 64 is `MAX_GROUPS_PER_CONNECTION` (a test in registry.rs
+            // keeps the two equal; this leaf module names no folder).
+            Error::TooManyGroups => {
+                f.write_str("the connection is already in 64 groups, the most allowed")
+            }
+            #[cfg(feature = "cluster")]
+            Error::Cluster(why) => write!(f, "cluster: {why}"),
             Error::Io(err) => write!(f, "i/o error: {err}"),
             Error::Handler(err) => write!(f, "handler error: {err}"),
         }

@@ -23,7 +23,7 @@
 //!
 //! #[ws::on("message")]
 //! async fn relay(conn: &Conn, msg: Message) {
-//!     conn.registry().broadcast(conn.path(), msg);
+//!     conn.registry().route(conn.path()).send(msg);
 //! }
 //!
 //! #[ws::on("close")]
@@ -56,6 +56,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod connection;
 mod error;
 mod extensions;
@@ -66,6 +68,8 @@ mod server;
 #[cfg(feature = "test-util")]
 pub mod test;
 
+#[cfg(feature = "cluster")]
+pub use cluster::config::Cluster;
 pub use connection::close::{
     CloseCode, CloseOutcome, CloseSummary, Closed, Initiator, MAX_REASON_BYTES,
 };
@@ -74,7 +78,8 @@ pub use connection::handle::{ConnId, Handle, ParseConnIdError};
 #[cfg(feature = "json")]
 pub use connection::message::Json;
 pub use connection::message::{Bytes, Message, Text};
-pub use connection::registry::Registry;
+pub use connection::registry::{Registry, MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES};
+pub use connection::selector::Selector;
 #[cfg(feature = "json")]
 pub use error::JsonError;
 pub use error::{Error, Result};
@@ -86,7 +91,7 @@ pub use http::response::{RejectReason, Rejection};
 pub use server::builder::Server;
 pub use server::config::ConnectRate;
 pub use server::listening::{Listening, ServerHandle};
-pub use server::metrics::Stats;
+pub use server::metrics::{ClusterStats, Stats};
 pub use server::routes::Route;
 
 #[doc(inline)]

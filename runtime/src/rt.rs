@@ -74,6 +74,11 @@ where
     async_std::task::spawn(future)
 }
 
+/// Bounded channels between tasks (the cluster's publisher queue and the
+/// answers to its requests).
+#[cfg(feature = "cluster")]
+pub(crate) use async_std::channel::{bounded, Receiver, Sender};
+
 /// Runs `future` on the executor in the background; it is detached.
 pub(crate) fn spawn<F>(future: F)
 where

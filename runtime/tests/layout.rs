@@ -3,9 +3,11 @@
 //!
 //! From the bottom up: the leaf modules (`error`, `extensions`, `rt`), then
 //! `http/` (the upgrade request and its answers), `connection/` (a
-//! connection's life and its close), `handler/` (the `Handler` trait and
-//! annotated functions), `server/` (which knows everything but the kit)
-//! and `test/` (the test kit, a client of the server). A module may
+//! connection's life and its close, groups and selectors), `cluster/` (the
+//! selectors across nodes through Redis, behind the `cluster` feature),
+//! `handler/` (the `Handler` trait and annotated functions), `server/`
+//! (which knows everything but the kit) and `test/` (the test kit, a client
+//! of the server). A module may
 //! name one in its own layer or below, never above. This test reads the
 //! sources and fails naming the file and the reference that breaks the rule.
 
@@ -20,9 +22,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("rt", 0),
     ("http", 1),
     ("connection", 2),
-    ("handler", 3),
-    ("server", 4),
-    ("test", 5),
+    ("cluster", 3),
+    ("handler", 4),
+    ("server", 5),
+    ("test", 6),
 ];
 
 fn layer(module: &str) -> Option<u8> {

@@ -1,5 +1,5 @@
 //! The registry of live connections: counting, looking up, snapshots,
-//! broadcasting by route, and closing one or all, against real clients.
+//! sending by route, and closing one or all, against real clients.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -258,10 +258,10 @@ async fn broadcast_reaches_every_connection_of_its_route_and_no_other() {
     }
     assert_eq!(server.registry.count(), 5);
 
-    assert_eq!(server.registry.broadcast("/a", "to a"), 3);
-    assert_eq!(server.registry.broadcast("/b", Message::text("to b")), 2);
-    assert_eq!(server.registry.broadcast("/nowhere", "lost"), 0);
-    assert_eq!(server.registry.broadcast("/a", vec![7u8, 7, 7]), 3);
+    assert_eq!(server.registry.route("/a").send("to a"), 3);
+    assert_eq!(server.registry.route("/b").send(Message::text("to b")), 2);
+    assert_eq!(server.registry.route("/nowhere").send("lost"), 0);
+    assert_eq!(server.registry.route("/a").send(vec![7u8, 7, 7]), 3);
 
     // Each client's messages arrive in order, so a message for the
     // other route would show up in place of the expected one.
@@ -280,12 +280,12 @@ async fn broadcast_reaches_every_connection_of_its_route_and_no_other() {
     assert_eq!(outcome.unwrap().unwrap(), CloseOutcome::Clean);
     expect_close(&gone_reader, 1000, "").await;
     eventually("count drops", || server.registry.count() == 4).await;
-    assert_eq!(server.registry.broadcast("/a", "again"), 2);
+    assert_eq!(server.registry.route("/a").send("again"), 2);
     for (reader, _) in &a {
         expect_text(reader, "again").await;
     }
     // And the /b clients got nothing more: their next message is this.
-    assert_eq!(server.registry.broadcast("/b", "b again"), 2);
+    assert_eq!(server.registry.route("/b").send("b again"), 2);
     for (reader, _) in &b {
         expect_text(reader, "b again").await;
     }
@@ -334,7 +334,7 @@ async fn close_by_id_closes_that_connection_only() {
     // The others are untouched and still reachable.
     assert_eq!(server.registry.count(), 2);
     assert!(handles[0].is_open() && handles[2].is_open());
-    assert_eq!(server.registry.broadcast("/", "still here"), 2);
+    assert_eq!(server.registry.route("/").send("still here"), 2);
     expect_text(&readers[0], "still here").await;
     expect_text(&readers[2], "still here").await;
     assert!(events.try_recv().is_err(), "another connection closed");
@@ -364,7 +364,7 @@ async fn close_all_closes_every_connection_cleanly() {
     let refused = within("close_all 1005", server.registry.close_all(1005, "")).await;
     assert!(matches!(refused, Err(Error::InvalidCloseCode(1005))));
     assert_eq!(server.registry.count(), N);
-    assert_eq!(server.registry.broadcast("/a", "open"), N / 2);
+    assert_eq!(server.registry.route("/a").send("open"), N / 2);
     for reader in readers.iter().step_by(2) {
         expect_text(reader, "open").await;
     }
@@ -496,12 +496,12 @@ async fn broadcast_skips_a_connection_failing_on_a_protocol_error() {
     // it is on its way out: broadcasts no longer reach it.
     let mut delivered = 0;
     eventually("the failing connection, still listed, is skipped", || {
-        let n = gated.server.registry.broadcast("/", "news");
+        let n = gated.server.registry.route("/").send("news");
         delivered += n;
         n == 0 && gated.server.registry.count() == 1
     })
     .await;
-    assert_eq!(gated.server.registry.broadcast("/", "news"), 0);
+    assert_eq!(gated.server.registry.route("/").send("news"), 0);
 
     // Its own handlers' replies still go out, then the Close.
     gated.release.send(()).await.unwrap();

@@ -1,7 +1,8 @@
 //! Helpers shared by Wharf's integration tests (`runtime/tests/`) and the
 //! examples' tests (`examples/tests/`): a real server on 127.0.0.1 with a
 //! free port, real clients (async-tungstenite's, and a raw TCP peer that
-//! speaks frames by hand), and a timeout around every await.
+//! speaks frames by hand), a real `redis-server` for the cluster tests
+//! ([`RedisServer`]), and a timeout around every await.
 //!
 //! Not published: a dev-dependency of `wharf` and `wharf-examples`. It
 //! depends on `wharf` itself, which cargo allows for integration tests and
@@ -13,19 +14,25 @@
 //! says otherwise) and fails the test with what it was waiting for.
 
 mod client;
+mod cluster;
+mod groups;
 mod handlers;
 mod http;
 mod panics;
 mod raw;
+mod redis;
 mod server;
 mod tcp;
 mod time;
 
 pub use client::*;
+pub use cluster::*;
+pub use groups::*;
 pub use handlers::*;
 pub use http::*;
 pub use panics::*;
 pub use raw::*;
+pub use redis::*;
 pub use server::*;
 pub use tcp::*;
 pub use time::*;

@@ -234,8 +234,11 @@ pub struct Closed {
 }
 
 /// How a batch of connections ended: the result of closing many at once
-/// ([`Registry::close_all`](crate::Registry::close_all)) and of a graceful
-/// shutdown ([`Listening::run`](crate::Listening::run)).
+/// ([`Selector::close`](crate::Selector::close),
+/// [`Registry::close_all`](crate::Registry::close_all)) and of a graceful
+/// shutdown ([`Listening::run`](crate::Listening::run)). With a cluster,
+/// a selector's close adds up the answers of every node that had members,
+/// and [`unanswered`](Self::unanswered) says how many did not answer.
 ///
 /// # Examples
 ///
@@ -268,6 +271,14 @@ pub struct CloseSummary {
     /// still open at a graceful shutdown's drain deadline. Always 0 for
     /// `close_all`, whose closes are each bounded by the close timeout.
     pub dropped: usize,
+    /// Nodes of the cluster that had members when the close began but
+    /// did not answer within the deadline (the requester's close timeout
+    /// plus one second): their members may or may not have been closed,
+    /// and are not in the counts above. Always 0 without a cluster, for a
+    /// graceful shutdown, and while the cluster link is down (the close
+    /// then reaches this node's members only; see
+    /// [`ClusterStats::up`](crate::ClusterStats::up)).
+    pub unanswered: usize,
     /// How long it took, from the first Close requested to the last end.
     pub duration: Duration,
 }
@@ -282,6 +293,16 @@ impl CloseSummary {
     /// ```
     pub fn total(&self) -> usize {
         self.clean + self.timed_out + self.peer_gone + self.dropped
+    }
+
+    /// Adds another batch's counts (another node's answer) to these; the
+    /// duration stays this one's.
+    pub(crate) fn add(&mut self, other: &CloseSummary) {
+        self.clean += other.clean;
+        self.timed_out += other.timed_out;
+        self.peer_gone += other.peer_gone;
+        self.dropped += other.dropped;
+        self.unanswered += other.unanswered;
     }
 
     /// Counts one connection that ended with `outcome`.

@@ -160,6 +160,62 @@ impl Conn {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Adds this connection to `group` (`"room:lobby"`, `"user:42"`).
+    /// Membership ends with the connection, or with [`leave`](Self::leave);
+    /// joining a group twice is one membership. A selector
+    /// ([`Registry::group`]) then reaches it, on every node with a cluster.
+    ///
+    /// Refused, with nothing changed: a name that is empty, longer than
+    /// [`MAX_GROUP_NAME_BYTES`](crate::MAX_GROUP_NAME_BYTES) or holding a
+    /// control character ([`Error::InvalidGroup`](crate::Error::InvalidGroup)),
+    /// one group more than
+    /// [`MAX_GROUPS_PER_CONNECTION`](crate::MAX_GROUPS_PER_CONNECTION)
+    /// ([`Error::TooManyGroups`](crate::Error::TooManyGroups)), and a
+    /// connection that has already left the registry (from the close
+    /// handler: [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_connect(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     let user = conn.query("user").unwrap_or("guest");
+    ///     conn.join(&format!("user:{user}"))?;
+    ///     conn.join("room:lobby")
+    /// }
+    /// ```
+    pub fn join(&self, group: &str) -> crate::Result<()> {
+        self.registry.join(self.id(), group)
+    }
+
+    /// Removes this connection from `group`; whether it was a member.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_message(conn: &wharf::Conn, msg: wharf::Message) {
+    ///     if msg.as_text() == Some("/leave") {
+    ///         conn.leave("room:lobby");
+    ///     }
+    /// }
+    /// ```
+    pub fn leave(&self, group: &str) -> bool {
+        self.registry.leave(self.id(), group)
+    }
+
+    /// The groups this connection is in (empty once it has left the
+    /// registry, in the close handler).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn on_message(conn: &wharf::Conn, _msg: wharf::Message) -> wharf::Result<()> {
+    ///     conn.send(format!("you are in {:?}", conn.groups())).await
+    /// }
+    /// ```
+    pub fn groups(&self) -> Vec<String> {
+        self.registry.groups(self.id())
+    }
+
     /// The server's registry of live connections.
     ///
     /// # Examples

@@ -21,12 +21,20 @@ use crate::error::{Error, Result};
 use crate::extensions::Extensions;
 use crate::http::query::Query;
 
-/// A connection's identifier, unique for the life of its server.
+/// A connection's identifier, unique for the life of its server, and
+/// across every node of a cluster.
 ///
 /// It prints as its number and parses back from it, so an id can travel
 /// through logs, URLs and admin tools and come back to
-/// [`Registry::get`](crate::Registry::get) or
-/// [`Registry::close`](crate::Registry::close).
+/// [`Registry::get`](crate::Registry::get),
+/// [`Registry::close`](crate::Registry::close) or, on any node of a
+/// cluster, [`Registry::conn`](crate::Registry::conn).
+///
+/// Layout of the number: without a cluster, the connections of the server
+/// counted from 1. With one (see `Server::cluster`), the high 16 bits are
+/// the number the node took when it joined (1 to 65535) and the low 48
+/// bits count that node's connections, which is how a selector finds the
+/// node that owns an id.
 ///
 /// # Examples
 ///

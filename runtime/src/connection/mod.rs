@@ -4,8 +4,9 @@
 //! stream: the close codes and outcomes of RFC 6455 section 7 ([`close`]),
 //! data messages ([`message`]), the state a connection shares with other
 //! tasks and the [`Handle`](handle::Handle) that reaches it ([`handle`]), the
-//! handler's context ([`conn`]), the table of live connections
-//! ([`registry`]), the driver task that owns the socket and runs the closing
+//! handler's context ([`conn`]), the table of live connections and their
+//! groups ([`registry`]), the selectors that address many of them at once
+//! and the seam a cluster plugs into ([`selector`]), the driver task that owns the socket and runs the closing
 //! handshake ([`driver`]), and the open connection's policy clocks
 //! ([`policies`]). It knows nothing of HTTP parsing, accepting or shutdown.
 
@@ -16,3 +17,4 @@ pub(crate) mod handle;
 pub(crate) mod message;
 pub(crate) mod policies;
 pub(crate) mod registry;
+pub(crate) mod selector;

@@ -105,6 +105,8 @@ pub struct Server {
     endpoints: Vec<(String, Endpoint)>,
     fallback: Option<Arc<Route>>,
     state: Extensions,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::config::Cluster>,
 }
 
 impl Server {
@@ -606,6 +608,30 @@ impl Server {
         self
     }
 
+    /// Makes this server a node of `cluster` (the `cluster` feature): every
+    /// [`Selector`](crate::Selector) operation reaches the members on every
+    /// node sharing the cluster's Redis and namespace, and connection ids
+    /// are unique across them. [`bind`](Self::bind) connects to Redis and
+    /// fails with [`Error::Cluster`] when it cannot; a graceful shutdown
+    /// leaves the cluster. See [`Cluster`](crate::Cluster) for what crosses
+    /// Redis, the delivery guarantee and the failure behaviour.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new()
+    ///     .cluster(wharf::Cluster::new("redis://127.0.0.1:6379").namespace("chat"))
+    ///     .bind("127.0.0.1:8081")
+    ///     .await?;
+    /// # drop(listening); Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, cluster: crate::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Checks the routes and settings and binds the listener.
     ///
     /// `addr` is resolved with the standard library (numeric addresses never
@@ -674,7 +700,37 @@ impl Server {
                 "the address resolved to nothing",
             )));
         }
-        let listener = rt::bind(addrs).await?;
+        let registry = Registry::default();
+        #[cfg(feature = "cluster")]
+        let cluster = match &self.cluster {
+            // Boxed: connecting to Redis is a large future, and `bind`'s
+            // callers hold this one.
+            Some(cluster) => Some(
+                Box::pin(crate::cluster::link::join(
+                    cluster,
+                    &registry,
+                    self.config.close_timeout,
+                ))
+                .await?,
+            ),
+            None => None,
+        };
+        #[cfg(feature = "cluster")]
+        let id_base = cluster
+            .as_ref()
+            .map_or(0, |node| u64::from(node.number) << 48);
+        #[cfg(not(feature = "cluster"))]
+        let id_base = 0;
+        let listener = match rt::bind(addrs).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                #[cfg(feature = "cluster")]
+                if let Some(node) = &cluster {
+                    node.shutdown(Duration::from_secs(2)).await;
+                }
+                return Err(err.into());
+            }
+        };
         let local_addr = listener.local_addr()?;
         let config = &self.config;
         let ws_config = WebSocketConfig::default()
@@ -705,8 +761,11 @@ impl Server {
             ws_config,
             endpoints,
             fallback: self.fallback,
-            registry: Registry::default(),
+            registry,
             next_id: AtomicU64::new(1),
+            id_base,
+            #[cfg(feature = "cluster")]
+            cluster,
             state: Arc::new(self.state),
         });
         tracing::info!(addr = %local_addr, "wharf listening");

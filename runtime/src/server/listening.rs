@@ -186,16 +186,27 @@ impl Listening {
         }
         drop(listener);
         tracing::info!(addr = %local_addr, "stopped accepting; draining");
+        // A cluster node leaves the counts at once; it still relays while
+        // its connections close, then leaves for good.
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &inner.cluster {
+            node.leave();
+        }
         let config = &inner.config;
         let (code, reason) = close::validate(config.shutdown_code, &config.shutdown_reason)?;
-        Ok(shutdown::drain(
+        let summary = shutdown::drain(
             &inner.live,
             &inner.tally,
             code,
             &reason,
             config.drain_timeout,
         )
-        .await)
+        .await;
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &inner.cluster {
+            node.shutdown(Duration::from_secs(2)).await;
+        }
+        Ok(summary)
     }
 }
 
@@ -269,7 +280,7 @@ impl ServerHandle {
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> Stats {
-        self.inner.metrics.snapshot()
+        self.inner.stats()
     }
 
     /// The registry of live connections.

@@ -108,6 +108,7 @@ impl Metrics {
             messages_out: self.messages_out.load(Relaxed),
             reads_paused: self.reads_paused.load(Relaxed),
             send_queues_full: self.send_queues_full.load(Relaxed),
+            cluster: None,
         }
     }
 }
@@ -165,6 +166,42 @@ pub struct Stats {
     /// that stays full, [`Server::send_timeout`](crate::Server::send_timeout)).
     /// A connection that ends with a full queue leaves this gauge. A gauge.
     pub send_queues_full: u64,
+    /// The cluster link's state and counters; `None` without a cluster
+    /// (see [`Server::cluster`](crate::Server#method.cluster)).
+    pub cluster: Option<ClusterStats>,
+}
+
+/// The state and counters of a server's link to its cluster's Redis, in
+/// [`Stats::cluster`]. Counters count envelopes (one per send, close
+/// request or answer) since the server bound.
+///
+/// # Examples
+///
+/// ```
+/// fn report(stats: &wharf::Stats) {
+///     if let Some(link) = &stats.cluster {
+///         tracing::info!(up = link.up, dropped = link.dropped, invalid = link.invalid, "cluster link");
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Whether the link to Redis is up now: cross-node operations work.
+    pub up: bool,
+    /// Envelopes published to Redis.
+    pub published: u64,
+    /// Messages received on the node's subscribed channels (its own
+    /// envelopes and invalid ones included).
+    pub received: u64,
+    /// Cross-node operations dropped: sent while the link was down or the
+    /// publisher's queue full, too large, or lost with a failed session.
+    pub dropped: u64,
+    /// Received messages that were not a valid envelope for the channel
+    /// they came on (another client's, truncated, oversized): ignored.
+    pub invalid: u64,
+    /// Times the link came back after being down.
+    pub reconnects: u64,
 }
 
 impl Stats {
@@ -297,6 +334,43 @@ impl Stats {
             "WebSocket connections whose send queue is full.",
             &single(self.send_queues_full),
         );
+        if let Some(link) = &self.cluster {
+            family(
+                "wharf_cluster_up",
+                "gauge",
+                "Whether the link to the cluster's Redis is up (1) or down (0).",
+                &single(u64::from(link.up)),
+            );
+            for (name, help, value) in [
+                (
+                    "wharf_cluster_published_total",
+                    "Envelopes published to the cluster's Redis.",
+                    link.published,
+                ),
+                (
+                    "wharf_cluster_received_total",
+                    "Messages received on the cluster's channels.",
+                    link.received,
+                ),
+                (
+                    "wharf_cluster_dropped_total",
+                    "Cross-node operations dropped (link down, queue full, too large).",
+                    link.dropped,
+                ),
+                (
+                    "wharf_cluster_invalid_total",
+                    "Received messages that were not valid envelopes; ignored.",
+                    link.invalid,
+                ),
+                (
+                    "wharf_cluster_reconnects_total",
+                    "Times the cluster link came back after being down.",
+                    link.reconnects,
+                ),
+            ] {
+                family(name, "counter", help, &single(value));
+            }
+        }
         out
     }
 }

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_tungstenite::tungstenite::protocol::Role;
@@ -21,7 +20,7 @@ use super::state::Inner;
 use crate::connection::close::{self, CloseOutcome};
 use crate::connection::conn::Conn;
 use crate::connection::driver::Driver;
-use crate::connection::handle::{ConnId, ConnInfo, Shared};
+use crate::connection::handle::{ConnInfo, Shared};
 use crate::extensions::Extensions;
 use crate::http::request::Request;
 use crate::http::{self, Head, Query, RejectReason, Rejection};
@@ -135,7 +134,7 @@ pub(crate) async fn serve(
     };
     match decision {
         Decision::Metrics => {
-            let body = inner.metrics.snapshot().to_prometheus();
+            let body = inner.stats().to_prometheus();
             let response = http::response(
                 200,
                 "OK",
@@ -182,7 +181,7 @@ pub(crate) async fn serve(
                 ..
             } = *request;
             let info = ConnInfo {
-                id: ConnId(inner.next_id.fetch_add(1, Ordering::Relaxed)),
+                id: inner.next_conn_id(),
                 peer,
                 path: Arc::from(path),
                 query,

@@ -232,6 +232,7 @@ pub(crate) async fn drain(
         timed_out: tally.timed_out.load(Ordering::Relaxed),
         peer_gone: tally.peer_gone.load(Ordering::Relaxed),
         dropped: tally.dropped.load(Ordering::Relaxed),
+        unanswered: 0,
         duration: started.elapsed(),
     };
     tracing::info!(

@@ -3,7 +3,7 @@
 //! counters). Built by `builder.rs`; this module never touches a socket.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
@@ -12,12 +12,15 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::admission::Admission;
 use super::config::Config;
-use super::metrics::Metrics;
+#[cfg(feature = "cluster")]
+use super::metrics::ClusterStats;
+use super::metrics::{Metrics, Stats};
 use super::routes::{Endpoint, Route};
 use super::shutdown::{Live, Tally, Trigger};
 use super::timers::Timers;
 use crate::connection::close::{CloseCode, CloseOutcome, Initiator};
 use crate::connection::driver::Host;
+use crate::connection::handle::ConnId;
 use crate::connection::policies::Limits;
 use crate::connection::registry::Registry;
 use crate::extensions::Extensions;
@@ -31,7 +34,14 @@ pub(crate) struct Inner {
     pub(crate) endpoints: HashMap<String, Endpoint>,
     pub(crate) fallback: Option<Arc<Route>>,
     pub(crate) registry: Registry,
+    /// The next connection's number (its id's low 48 bits).
     pub(crate) next_id: AtomicU64,
+    /// The high bits of every connection id: the cluster node's number
+    /// (see `Cluster`), 0 without a cluster.
+    pub(crate) id_base: u64,
+    /// This server as a cluster node.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<Arc<crate::cluster::node::Node>>,
     pub(crate) state: Arc<Extensions>,
     pub(crate) admission: Arc<Admission>,
     /// `allowed_origins`, normalized.
@@ -46,6 +56,36 @@ pub(crate) struct Inner {
     pub(crate) tally: Tally,
     /// Rejections being written at accept time; see `reject_early`.
     pub(crate) rejecting: AtomicUsize,
+}
+
+/// The low bits of a connection id: its number on its node.
+const ID_NUMBER_BITS: u64 = (1 << 48) - 1;
+
+impl Inner {
+    /// A new connection's id, unique across the cluster.
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        let number = self.next_id.fetch_add(1, Ordering::Relaxed) & ID_NUMBER_BITS;
+        ConnId::from(self.id_base | number)
+    }
+
+    /// The server's counters, with the cluster link's.
+    pub(crate) fn stats(&self) -> Stats {
+        #[allow(unused_mut)]
+        let mut stats = self.metrics.snapshot();
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &self.cluster {
+            let link = node.stats();
+            stats.cluster = Some(ClusterStats {
+                up: link.up,
+                published: link.published,
+                received: link.received,
+                dropped: link.dropped,
+                invalid: link.invalid,
+                reconnects: link.reconnects,
+            });
+        }
+        stats
+    }
 }
 
 impl Host for Inner {

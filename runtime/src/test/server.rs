@@ -147,7 +147,7 @@ impl TestServer {
     }
 
     /// The server's registry of live connections: count them, look one up,
-    /// broadcast, close.
+    /// send to a group or a route, close.
     ///
     /// # Examples
     ///
@@ -157,7 +157,7 @@ impl TestServer {
     /// # let server = wharf::test::TestServer::start(wharf::Server::new().fallback(wharf::handlers![echo])).await;
     /// let mut client = server.connect("/room").await.expect("upgrade");
     /// assert_eq!(server.registry().count(), 1);
-    /// server.registry().broadcast("/room", "news");
+    /// server.registry().route("/room").send("news");
     /// client.expect_text("news").await;
     /// # });
     /// ```
