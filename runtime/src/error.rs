@@ -130,7 +130,8 @@ mod json {
     use std::fmt;
 
     /// Why a message was not the JSON asked for: its position and kind.
-    /// Returned (inside [`Error::InvalidJson`]) by [`Message::json`].
+    /// Returned (inside [`Error::InvalidJson`](crate::Error::InvalidJson)) by
+    /// [`Message::json`](crate::Message::json).
     ///
     /// # Examples
     ///
