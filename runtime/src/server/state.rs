@@ -21,6 +21,7 @@ use crate::connection::driver::Host;
 use crate::connection::policies::Limits;
 use crate::connection::registry::Registry;
 use crate::extensions::Extensions;
+use crate::net::TrustedProxies;
 
 /// Server-wide state shared by every connection task.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) admission: Arc<Admission>,
     /// `allowed_origins`, normalized.
     pub(crate) origins: Vec<String>,
+    /// `trusted_proxies`, parsed.
+    pub(crate) proxies: TrustedProxies,
     pub(crate) metrics: Metrics,
     pub(crate) trigger: Trigger,
     /// Connection tasks, for the drain.
@@ -46,6 +49,16 @@ pub(crate) struct Inner {
     pub(crate) tally: Tally,
     /// Rejections being written at accept time; see `reject_early`.
     pub(crate) rejecting: AtomicUsize,
+}
+
+impl Inner {
+    /// Whether the listener speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
 }
 
 impl Host for Inner {
