@@ -13,7 +13,10 @@
 //!
 //! then open <http://127.0.0.1:8080/> in two browser tabs. `--addr HOST:PORT`
 //! changes the address (default 127.0.0.1:8080); the server logs it when it
-//! is ready. Set `RUST_LOG=debug` for a line per connection. Ctrl-C closes
+//! is ready. With `--tls-cert PEM --tls-key PEM` the page is served over
+//! https and the room over wss (the page picks `wss://` when it was loaded
+//! over https): open <https://localhost:8080/> with a certificate for
+//! `localhost` that the browser trusts (for example one made with mkcert). Set `RUST_LOG=debug` for a line per connection. Ctrl-C closes
 //! every connection with 1001 "Going away" before the server exits.
 //!
 //! The room lives on `ws://HOST:PORT/chat?name=NAME`. Every text message is
@@ -205,14 +208,32 @@ struct Options {
     /// Listen address.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Serve the page over https and the room over wss with this PEM
+    /// certificate chain; needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let Options { addr } = Options::parse();
+    let Options {
+        addr,
+        tls_cert,
+        tls_key,
+    } = Options::parse();
     wharf_examples::init_logging();
-    let server = app().bind(addr.as_str()).await?;
-    tracing::info!("open http://{}/ in a browser", server.local_addr());
+    let (app, scheme) = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => (
+            app().tls(ws::TlsConfig::from_pem_files(cert, key)?),
+            "https",
+        ),
+        _ => (app(), "http"),
+    };
+    let server = app.bind(addr.as_str()).await?;
+    tracing::info!("open {scheme}://{}/ in a browser", server.local_addr());
     let summary = server.shutdown_on_signals().run().await?;
     tracing::info!(
         clean = summary.clean,

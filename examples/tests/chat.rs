@@ -121,3 +121,29 @@ async fn a_message_over_64_kib_closes_with_1009() {
     let closed = closed_by_server(&mut ann).await;
     assert_eq!(closed.close.map(|(code, _)| code), Some(1009));
 }
+
+#[async_std::test]
+async fn over_tls_the_page_is_https_and_the_room_wss() {
+    let cert = TestCert::new();
+    let server = start(chat::app().tls(cert.server_config())).await;
+    let page = tls_http_exchange(
+        server.addr,
+        &cert,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&page), 200, "{page}");
+    // The page connects with wss:// when it was loaded over https.
+    assert!(
+        page.contains(r#"location.protocol === "https:" ? "wss" : "ws""#),
+        "{page}"
+    );
+    let mut ann = connect_wss(&server, "/chat?name=ann", &cert).await;
+    match within("welcome", futures_util::StreamExt::next(&mut ann)).await {
+        Some(Ok(msg)) => assert!(
+            msg.to_text().unwrap().starts_with("* welcome, ann."),
+            "{msg:?}"
+        ),
+        other => panic!("expected the welcome, got {other:?}"),
+    }
+}
