@@ -15,7 +15,10 @@
 //!
 //! then open <http://127.0.0.1:8080/> in two browser tabs. `--addr HOST:PORT`
 //! changes the address (default 127.0.0.1:8080); the server logs it when it
-//! is ready. Set `RUST_LOG=debug` for a line per connection. Ctrl-C closes
+//! is ready. With `--tls-cert PEM --tls-key PEM` the page is served over
+//! https and the room over wss (the page picks `wss://` when it was loaded
+//! over https): open <https://localhost:8080/> with a certificate for
+//! `localhost` that the browser trusts (for example one made with mkcert). Set `RUST_LOG=debug` for a line per connection. Ctrl-C closes
 //! every connection with 1001 "Going away" before the server exits.
 //!
 //! On several nodes, with a Redis on 127.0.0.1:6379:
@@ -278,14 +281,33 @@ struct Options {
     /// every server started with the same Redis shares one room.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Serve the page over https and the room over wss with this PEM
+    /// certificate chain; needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[async_std::main]
 async fn main() -> ws::Result<()> {
-    let Options { addr, redis } = Options::parse();
+    let Options {
+        addr,
+        redis,
+        tls_cert,
+        tls_key,
+    } = Options::parse();
     wharf_examples::init_logging();
-    let server = app(redis.as_deref()).bind(addr.as_str()).await?;
-    tracing::info!("open http://{}/ in a browser", server.local_addr());
+    let (app, scheme) = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => (
+            app(redis.as_deref()).tls(ws::TlsConfig::from_pem_files(cert, key)?),
+            "https",
+        ),
+        _ => (app(redis.as_deref()), "http"),
+    };
+    let server = app.bind(addr.as_str()).await?;
+    tracing::info!("open {scheme}://{}/ in a browser", server.local_addr());
     let summary = server.shutdown_on_signals().run().await?;
     tracing::info!(
         clean = summary.clean,

@@ -9,6 +9,9 @@
 //! ```text
 //! cargo run --release --example echo -- --addr 127.0.0.1:9001
 //! cargo run --example echo -- --idle-timeout-ms 5000 --max-message 1024 --metrics /metrics
+//! cargo run --example echo -- --tls-cert cert.pem --tls-key key.pem
+//! cargo run --example echo -- --trusted-proxy 127.0.0.1 --max-conns-per-ip 2
+//! cargo run --example echo -- --metrics /metrics --metrics-addr 127.0.0.1:9100
 //! cargo run --example echo -- --help
 //! ```
 //!
@@ -18,7 +21,16 @@
 //! and frame limit so that the Autobahn test suite's large cases pass. The
 //! server logs its address when it is ready. Set `RUST_LOG=debug` for a line
 //! per connection and per refused request.
+//!
+//! The deployment flags: `--tls-cert PEM --tls-key PEM` serve `wss://`;
+//! `--trusted-proxy CIDR` (repeatable) believes those proxies'
+//! `Forwarded` / `X-Forwarded-For` headers about their clients, and
+//! `--proxy-protocol` their PROXY protocol header (required first on every
+//! connection); `--metrics-addr ADDR` moves the `--metrics` counters (or,
+//! without `--metrics`, serves them on every path) to a listener of their
+//! own, off the public port.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -88,6 +100,33 @@ pub struct Options {
     /// Serve Prometheus counters on GET PATH, e.g. /metrics [default: off].
     #[arg(long, value_name = "PATH", value_parser = path)]
     pub metrics: Option<String>,
+    /// Serve the counters on their own listener at ADDR, e.g.
+    /// 127.0.0.1:9100, and not on the public port [default: the public
+    /// port, with --metrics].
+    #[arg(long = "metrics-addr", value_name = "HOST:PORT", value_parser = socket_addr)]
+    pub metrics_addr: Option<String>,
+    /// Serve TLS (wss://) with this PEM certificate chain; needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Trust this proxy (an address or CIDR range, e.g. 10.0.0.0/8) to
+    /// name its clients; repeatable [default: none].
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
+    /// Expect a PROXY protocol header (v1 or v2) first on every
+    /// connection; needs --trusted-proxy.
+    #[arg(long = "proxy-protocol", requires = "trusted_proxies")]
+    pub proxy_protocol: bool,
+}
+
+/// A numeric socket address (`127.0.0.1:9100`, `[::1]:9100`).
+fn socket_addr(value: &str) -> Result<String, String> {
+    value
+        .parse::<std::net::SocketAddr>()
+        .map(|_| value.to_owned())
+        .map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:9100".into())
 }
 
 /// An origin: a scheme, then `://` and a host (the server checks the rest).
@@ -144,7 +183,25 @@ pub fn app(options: &Options) -> ws::Server {
     if let Some(path) = &options.metrics {
         server = server.metrics(path.as_str());
     }
+    if let Some(addr) = &options.metrics_addr {
+        server = server.metrics_addr(addr.as_str());
+    }
+    if !options.trusted_proxies.is_empty() {
+        server = server.trusted_proxies(options.trusted_proxies.iter().cloned());
+    }
+    if options.proxy_protocol {
+        server = server.proxy_protocol(true);
+    }
     server
+}
+
+/// `server` with the TLS of `--tls-cert` and `--tls-key`, if given: a
+/// step of its own, since reading the files can fail.
+pub fn with_tls(server: ws::Server, options: &Options) -> ws::Result<ws::Server> {
+    match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Ok(server.tls(ws::TlsConfig::from_pem_files(cert, key)?)),
+        _ => Ok(server),
+    }
 }
 
 #[async_std::main]
@@ -152,7 +209,7 @@ async fn main() -> ws::Result<()> {
     let options = Options::parse();
     wharf_examples::init_logging();
     // The server logs the shutdown's summary itself ("shutdown complete").
-    app(&options)
+    with_tls(app(&options), &options)?
         .bind(options.addr.as_str())
         .await?
         .shutdown_on_signals()

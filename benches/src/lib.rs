@@ -15,6 +15,8 @@
 //! - [`client`] holds the client side: one churn [`cycle`](client::cycle)
 //!   (connect, upgrade, one 16-byte echo, close handshake), concurrent
 //!   [`churn`](client::churn), echo rounds.
+//! - [`tls`] holds the same cycle over TLS: a certificate made at start-up
+//!   (rcgen) and clients over futures-rustls.
 //! - [`pin`] puts the server's executor on one core and the clients on the
 //!   other; [`procfs`] reads resident memory, open descriptors and TCP
 //!   states of this process.
@@ -28,6 +30,7 @@ pub mod client;
 pub mod pin;
 pub mod procfs;
 pub mod servers;
+pub mod tls;
 
 pub use servers::{start_bare, WharfServer, BROADCAST_PATH, CLOSE_PATH, ECHO_PATH};
 

@@ -90,13 +90,23 @@ pub struct WharfServer {
 impl WharfServer {
     /// Binds 127.0.0.1 on a free port and spawns the accept loop.
     pub async fn start() -> wharf::Result<Self> {
+        Self::start_with(|server| server).await
+    }
+
+    /// [`start`](Self::start) over TLS with `tls` (`wss://`).
+    pub async fn start_tls(tls: wharf::TlsConfig) -> wharf::Result<Self> {
+        Self::start_with(|server| server.tls(tls)).await
+    }
+
+    async fn start_with(
+        configure: impl FnOnce(wharf::Server) -> wharf::Server,
+    ) -> wharf::Result<Self> {
         let (sender, handles) = channel::unbounded();
-        let listening = wharf::Server::new()
+        let server = wharf::Server::new()
             .fallback(Echo)
             .route(CLOSE_PATH, Announce(sender))
-            .route(BROADCAST_PATH, Silent)
-            .bind("127.0.0.1:0")
-            .await?;
+            .route(BROADCAST_PATH, Silent);
+        let listening = configure(server).bind("127.0.0.1:0").await?;
         let addr = listening.local_addr();
         let registry = listening.registry();
         task::spawn(listening.run());

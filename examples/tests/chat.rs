@@ -145,3 +145,33 @@ async fn two_nodes_on_one_redis_make_one_room() {
     let note = ann.recv_text_until(|t| t.contains("nobody")).await;
     assert_eq!(note, "* nobody named \"bob\"");
 }
+
+#[async_std::test]
+async fn over_tls_the_page_is_https_and_the_room_wss() {
+    use wharf_test_support::{connect_wss, start, status, tls_http_exchange, within, TestCert};
+
+    // The kit's client speaks plain TCP: this one uses Wharf's TLS test
+    // client.
+    let cert = TestCert::new();
+    let server = start(chat::app(None).tls(cert.server_config())).await;
+    let page = tls_http_exchange(
+        server.addr,
+        &cert,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&page), 200, "{page}");
+    // The page connects with wss:// when it was loaded over https.
+    assert!(
+        page.contains(r#"location.protocol === "https:" ? "wss" : "ws""#),
+        "{page}"
+    );
+    let mut ann = connect_wss(&server, "/chat?name=ann", &cert).await;
+    match within("welcome", futures_util::StreamExt::next(&mut ann)).await {
+        Some(Ok(msg)) => assert!(
+            msg.to_text().unwrap().starts_with("* welcome, ann."),
+            "{msg:?}"
+        ),
+        other => panic!("expected the welcome, got {other:?}"),
+    }
+}

@@ -67,6 +67,11 @@ fn without_flags_it_keeps_the_defaults_and_a_64_mib_limit() {
             origins: Vec::new(),
             drain: None,
             metrics: None,
+            metrics_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     );
 }
@@ -87,6 +92,12 @@ fn every_flag_is_read() {
         "--origin=https://b.test:8443",
         "--drain-ms=9",
         "--metrics=/metrics",
+        "--metrics-addr=127.0.0.1:9100",
+        "--tls-cert=cert.pem",
+        "--tls-key=key.pem",
+        "--trusted-proxy=10.0.0.0/8",
+        "--trusted-proxy=::1",
+        "--proxy-protocol",
     ])
     .unwrap();
     let ms = Duration::from_millis;
@@ -105,6 +116,11 @@ fn every_flag_is_read() {
             origins: vec!["http://a.test".into(), "https://b.test:8443".into()],
             drain: Some(ms(9)),
             metrics: Some("/metrics".into()),
+            metrics_addr: Some("127.0.0.1:9100".into()),
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            trusted_proxies: vec!["10.0.0.0/8".into(), "::1".into()],
+            proxy_protocol: true,
         }
     );
 }
@@ -134,6 +150,13 @@ fn bad_command_lines_are_refused_with_status_2() {
             &["--origin", "localhost:8000", "http://localhost:8000"],
         ),
         (&["--metrics", "metrics"], &["--metrics", "metrics", "'/'"]),
+        (
+            &["--metrics-addr", "localhost"],
+            &["--metrics-addr", "localhost", "HOST:PORT"],
+        ),
+        (&["--tls-cert", "cert.pem"], &["--tls-key"]),
+        (&["--tls-key", "key.pem"], &["--tls-cert"]),
+        (&["--proxy-protocol"], &["--trusted-proxy"]),
     ];
     for (args, names) in cases {
         let err = parse(args.iter().copied()).unwrap_err();
@@ -278,4 +301,106 @@ async fn without_metrics_the_path_is_not_served() {
     let server = start_with(&[]).await;
     // Every path is the echo route: a plain GET is told to upgrade.
     assert_eq!(server.get("/metrics").await.status(), 426);
+}
+
+// ---- the deployment flags ----
+
+/// TLS, proxies and the metrics listener, with the raw and TLS clients of
+/// Wharf's own test support: the kit's client speaks plain TCP and sends no
+/// PROXY header.
+mod deployment {
+    use async_tungstenite::tungstenite::Message as WsMessage;
+    use futures_util::StreamExt;
+    use wharf_test_support::*;
+
+    use super::{app, echo, parse};
+
+    /// Starts the echo example with the flags in `args`, on the support
+    /// crate's server.
+    async fn start_raw(args: &[&str]) -> TestServer {
+        let options = parse(args.iter().copied()).expect("flags");
+        start(app(&options)).await
+    }
+
+    #[async_std::test]
+    async fn metrics_addr_serves_the_counters_there_and_not_on_the_public_port() {
+        let server = start_raw(&["--metrics", "/metrics", "--metrics-addr", "127.0.0.1:0"]).await;
+        let get = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        let public = http_exchange_allowing_reset(server.addr, get).await;
+        assert_eq!(
+            status(&public),
+            426,
+            "the echo route, not the metrics: {public}"
+        );
+        let metrics = server.handle.metrics_addr().expect("a metrics listener");
+        let scrape = http_exchange(metrics, get).await;
+        assert_eq!(status(&scrape), 200, "{scrape}");
+        assert!(
+            scrape.contains("wharf_connections_accepted_total"),
+            "{scrape}"
+        );
+    }
+
+    #[async_std::test]
+    async fn tls_cert_and_key_serve_wss() {
+        let cert = TestCert::new();
+        let args = [
+            "--tls-cert",
+            cert.cert_path.to_str().unwrap(),
+            "--tls-key",
+            cert.key_path.to_str().unwrap(),
+        ];
+        let options = parse(args).expect("flags");
+        let server = start(echo::with_tls(app(&options), &options).expect("the PEM files")).await;
+        let mut client = connect_wss(&server, "/", &cert).await;
+        within("send", client.send(WsMessage::text("secure")))
+            .await
+            .unwrap();
+        match within("echo", client.next()).await {
+            Some(Ok(WsMessage::Text(text))) => assert_eq!(text.as_str(), "secure"),
+            other => panic!("expected the echo, got {other:?}"),
+        }
+        // A missing file is an error naming it, not a panic.
+        let options = parse(["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "k.pem"]).unwrap();
+        let err = echo::with_tls(app(&options), &options).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+
+    #[async_std::test]
+    async fn trusted_proxy_keys_the_per_ip_cap_on_the_forwarded_client() {
+        let server = start_raw(&["--trusted-proxy", "127.0.0.1", "--max-conns-per-ip", "1"]).await;
+        let mut ann =
+            connect_with_headers(&server, "/", &[("x-forwarded-for", "203.0.113.1")]).await;
+        let mut bob =
+            connect_with_headers(&server, "/", &[("x-forwarded-for", "203.0.113.2")]).await;
+        assert_echo(&mut ann, "ann").await;
+        assert_echo(&mut bob, "bob").await;
+        let again = http_exchange_allowing_reset(
+            server.addr,
+            upgrade_request_with("/", &["X-Forwarded-For: 203.0.113.1"]),
+        )
+        .await;
+        assert_eq!(status(&again), 429, "{again}");
+    }
+
+    #[async_std::test]
+    async fn proxy_protocol_reads_the_header_first() {
+        let server = start_raw(&["--trusted-proxy", "127.0.0.1", "--proxy-protocol"]).await;
+        let mut tcp = async_std::net::TcpStream::connect(server.addr)
+            .await
+            .unwrap();
+        let header = proxy_v1("198.51.100.7:4711".parse().unwrap(), server.addr);
+        send_prefix(&mut tcp, &header).await;
+        let mut client = upgrade_on(tcp, server.addr, "/", &[]).await;
+        within("send", client.send(WsMessage::text("via a balancer")))
+            .await
+            .unwrap();
+        assert!(matches!(
+            within("echo", client.next()).await,
+            Some(Ok(WsMessage::Text(_)))
+        ));
+        // Without the header: dropped.
+        let plain = http_exchange_allowing_reset(server.addr, upgrade_request("/")).await;
+        assert!(plain.is_empty(), "{plain}");
+    }
 }

@@ -72,6 +72,15 @@ pub enum Error {
     Cluster(String),
     /// An I/O error from the listener (binding or accepting).
     Io(io::Error),
+    /// An upgrade handler asked for a `101` header that cannot be sent:
+    /// its name or value is not valid HTTP, or it is one Wharf writes
+    /// itself (see [`Request::response_header`](crate::Request::response_header)).
+    /// Nothing was added; the request is still usable.
+    InvalidHeader(String),
+    /// An upgrade handler selected a subprotocol the client did not offer
+    /// (see [`Request::select_subprotocol`](crate::Request::select_subprotocol)).
+    /// The choice did not change; the request is still usable.
+    SubprotocolNotOffered(String),
     /// An error raised by a handler; the connection is closed with 1011.
     Handler(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
@@ -125,6 +134,10 @@ impl fmt::Display for Error {
             #[cfg(feature = "cluster")]
             Error::Cluster(why) => write!(f, "cluster: {why}"),
             Error::Io(err) => write!(f, "i/o error: {err}"),
+            Error::InvalidHeader(why) => write!(f, "invalid 101 header: {why}"),
+            Error::SubprotocolNotOffered(protocol) => {
+                write!(f, "subprotocol {protocol:?} was not offered by the client")
+            }
             Error::Handler(err) => write!(f, "handler error: {err}"),
         }
     }

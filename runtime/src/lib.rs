@@ -63,6 +63,7 @@ mod error;
 mod extensions;
 mod handler;
 pub mod http;
+mod net;
 mod rt;
 mod server;
 #[cfg(feature = "test-util")]
@@ -88,6 +89,8 @@ pub use handler::fns::HandlerFns;
 pub use handler::Handler;
 pub use http::request::Request;
 pub use http::response::{RejectReason, Rejection};
+#[cfg(feature = "tls")]
+pub use net::tls::TlsConfig;
 pub use server::builder::Server;
 pub use server::config::ConnectRate;
 pub use server::listening::{Listening, ServerHandle};
@@ -96,6 +99,13 @@ pub use server::routes::Route;
 
 #[doc(inline)]
 pub use wharf_macros::on;
+
+/// rustls, the TLS library behind [`TlsConfig`] (the `tls` feature),
+/// re-exported so that a [`rustls::ServerConfig`] given to
+/// [`TlsConfig::from_rustls`] is of the version Wharf uses (0.23), with
+/// its ring provider (`rustls::crypto::ring`).
+#[cfg(feature = "tls")]
+pub use futures_rustls::rustls;
 
 /// Builds a route's [`HandlerFns`] from functions annotated with
 /// [`#[on]`](on): `handlers![join, echo, left]`.

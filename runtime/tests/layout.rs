@@ -1,7 +1,8 @@
 //! The source layout's one rule: the folders of `runtime/src` depend on each
 //! other in one direction only, so there is no import cycle between them.
 //!
-//! From the bottom up: the leaf modules (`error`, `extensions`, `rt`), then
+//! From the bottom up: the leaf modules (`error`, `extensions`, `rt`, and
+//! `net/`, the connection stream over `rt`'s sockets), then
 //! `http/` (the upgrade request and its answers), `connection/` (a
 //! connection's life and its close, groups and selectors), `cluster/` (the
 //! selectors across nodes through Redis, behind the `cluster` feature),
@@ -20,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("extensions", 0),
     ("rt", 0),
+    ("net", 0),
     ("http", 1),
     ("connection", 2),
     ("cluster", 3),

@@ -203,3 +203,17 @@ async fn a_close_timeout_logs_a_warning() {
     assert_eq!(e.get("clean"), "false");
     assert_eq!(e.get("initiator"), "server");
 }
+
+#[async_std::test]
+async fn behind_a_trusted_proxy_the_event_names_the_client() {
+    records();
+    let server = start(server().trusted_proxies(["127.0.0.1"])).await;
+    let mut client =
+        connect_with_headers(&server, "/proxied", &[("x-forwarded-for", "203.0.113.7")]).await;
+    within("close", client.close(None)).await.unwrap();
+    while within("read to the end", client.next()).await.is_some() {}
+
+    let events = events_for("/proxied").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].get("peer"), "203.0.113.7:0");
+}

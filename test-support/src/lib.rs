@@ -1,7 +1,8 @@
 //! Helpers shared by Wharf's integration tests (`runtime/tests/`) and the
 //! examples' tests (`examples/tests/`): a real server on 127.0.0.1 with a
-//! free port, real clients (async-tungstenite's, and a raw TCP peer that
-//! speaks frames by hand), a real `redis-server` for the cluster tests
+//! free port, real clients (async-tungstenite's, over TCP or TLS, and a raw
+//! TCP peer that speaks frames by hand), test-time certificates, PROXY
+//! protocol headers, a real `redis-server` for the cluster tests
 //! ([`RedisServer`]), and a timeout around every await.
 //!
 //! Not published: a dev-dependency of `wharf` and `wharf-examples`. It
@@ -19,11 +20,13 @@ mod groups;
 mod handlers;
 mod http;
 mod panics;
+mod proxy;
 mod raw;
 mod redis;
 mod server;
 mod tcp;
 mod time;
+mod tls;
 
 pub use client::*;
 pub use cluster::*;
@@ -31,8 +34,10 @@ pub use groups::*;
 pub use handlers::*;
 pub use http::*;
 pub use panics::*;
+pub use proxy::*;
 pub use raw::*;
 pub use redis::*;
 pub use server::*;
 pub use tcp::*;
 pub use time::*;
+pub use tls::*;

@@ -29,7 +29,9 @@
 //! | `ClosedByPeer` | flushes the echo of the peer's Close | `ConnectionClosed` | sends nothing more; waits: `Clean` once the echo is out | the peer's code (1005 when it had none), `Client`, clean when `Clean` |
 //! | `Failing` (`Finishing`) | stops reading; handlers finish the messages received before the violation, their replies are written | queued, but broadcasts skip it | stops finishing and moves on to `Sending`; waits | ours (1002, 1007 or 1009), `Server`, not clean |
 //! | `Failing` (`Sending`) | writes the queued replies, then our Close | `ConnectionClosed` | waits | the same |
-//! | `Failing` (`Draining`) | shuts the write half once our Close is out, reads and discards until EOF | `ConnectionClosed` | waits: `PeerGone` at EOF, `TimedOut` at the deadline (never `Clean`: the peer's Close is not read) | the same |
+//! | `Failing` (`Shutting`) | once our Close is out, shuts the write half (over TLS, after writing `close_notify`) | `ConnectionClosed` | waits | the same |
+//! | `Failing` (`Draining`) | reads and discards until EOF | `ConnectionClosed` | waits: `PeerGone` at EOF, `TimedOut` at the deadline (never `Clean`: the peer's Close is not read) | the same |
+//! | `ClosingTransport` | over TLS only, once the closing handshake has ended (any outcome but a drop): writes and flushes TLS `close_notify` and shuts the TCP write half, within the close deadline (one attempt when it has passed); plain TCP goes straight on | `ConnectionClosed` | waits | the record of the end, as decided before this phase |
 //! | `Terminated` | the socket is closed and the outcome published; waits for the running handler and the messages received before the end, up to the handler grace, then drops them | `ConnectionClosed` | returns the outcome at once | the record of the end, once handlers are done |
 //!
 //! Ends without a closing handshake: a stream that ends or fails while
@@ -37,7 +39,12 @@
 //! (nothing is sent), a peer that misses the heartbeat as 1006 "Heartbeat
 //! timeout", and a connection cut by a graceful shutdown's drain deadline
 //! as `TimedOut` (1006 "Dropped at shutdown" if it was still `Open`; its
-//! running handler is dropped with it).
+//! running handler is dropped with it). The last two drop the socket
+//! without a TLS `close_notify` either, as they send no Close frame.
+//!
+//! Over TLS the order on the wire is the same as over TCP, one layer
+//! down: the Close frames, then `close_notify`, then the server closes
+//! TCP first.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -49,16 +56,17 @@ use async_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use async_tungstenite::tungstenite::protocol::frame::{coding, CloseFrame};
 use async_tungstenite::tungstenite::Message as Frame;
 use async_tungstenite::WebSocketStream;
-use futures_util::{AsyncRead, Sink, Stream};
+use futures_util::{AsyncRead, AsyncWrite, Sink, Stream};
 
 use super::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
 use super::conn::Conn;
 use super::message::{Bytes, Message, Text};
 use super::policies::{Limits, Policies, Verdict};
 use crate::error::{Error, Result};
-use crate::rt::{Clock, TcpStream};
+use crate::net::Stream as Transport;
+use crate::rt::Clock;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Transport>;
 
 /// Frames one poll of the driver may read before it yields to the executor,
 /// so a peer that streams frames (a ping flood, say) cannot monopolise a
@@ -128,13 +136,19 @@ enum Phase {
     /// The peer broke the protocol. Reading stops (the frame stream is no
     /// longer trustworthy); messages received before the violation are still
     /// handled and their replies written, then our Close frame; then the write
-    /// half is shut down and the rest of the stream read and discarded until
-    /// EOF or the deadline, so our Close is not lost to a TCP reset.
+    /// half is shut down (over TLS, after `close_notify`) and the rest of the
+    /// stream read and discarded until EOF or the deadline, so our Close is
+    /// not lost to a TCP reset.
     Failing {
         code: CloseCode,
         reason: String,
         stage: FailStage,
     },
+    /// Over TLS: the closing handshake has ended with `End`; TLS
+    /// `close_notify` is written and flushed and the TCP write half shut,
+    /// within the close deadline; then the socket is closed. Plain TCP
+    /// never enters this phase.
+    ClosingTransport(End),
     /// The socket is closed; the driver waits for the running handler, and
     /// the messages received before the end, up to the handler grace; then
     /// it drops them.
@@ -164,7 +178,10 @@ enum FailStage {
     Finishing,
     /// Queued replies, then our Close frame, are written.
     Sending,
-    /// Close sent: write half shut, input discarded until EOF.
+    /// Our Close is handed over: it is flushed, then the write half is
+    /// shut (over TLS, `close_notify` first).
+    Shutting,
+    /// Write half shut: input discarded until EOF.
     Draining,
 }
 
@@ -379,6 +396,7 @@ impl<'c> Driver<'c> {
                 Phase::ClosingByUs { .. } => self.poll_closing_by_us(cx),
                 Phase::ClosedByPeer { .. } => self.poll_closed_by_peer(cx),
                 Phase::Failing { .. } => self.poll_failing(cx),
+                Phase::ClosingTransport(_) => self.poll_closing_transport(cx),
                 Phase::Terminated => self.poll_grace(),
             };
             if let Phase::Terminated = self.phase {
@@ -543,8 +561,11 @@ impl<'c> Driver<'c> {
         match self.phase {
             Phase::Terminated => {}
             Phase::Open => self.drop_socket("Dropped at shutdown", CloseOutcome::TimedOut),
+            // The end was decided; only `close_notify` is left unsent.
+            Phase::ClosingTransport(_) => self.finish_transport(),
             _ => {
-                self.closing_failed(CloseOutcome::TimedOut);
+                let end = self.close_record(false, CloseOutcome::TimedOut);
+                self.terminate(end);
             }
         }
     }
@@ -858,8 +879,30 @@ impl<'c> Driver<'c> {
     }
 
     /// Ends the close in progress with its code and reason; the phase says
-    /// who started it. Returns `true` (progress) for the poll loop.
+    /// who started it. Over TLS the transport's close follows
+    /// ([`Phase::ClosingTransport`]); over TCP the socket is closed now.
+    /// Returns `true` (progress) for the poll loop.
     fn end_close(&mut self, clean: bool, outcome: CloseOutcome) -> bool {
+        if let Phase::ClosingTransport(_) = self.phase {
+            // Already decided: the transport's close is cut short.
+            self.finish_transport();
+            return true;
+        }
+        let end = self.close_record(clean, outcome);
+        if self.ws.as_ref().is_some_and(|ws| ws.get_ref().is_tls()) {
+            if self.close_at.is_none() {
+                // The stream ended while open: no close deadline yet.
+                self.close_at = Instant::now().checked_add(self.limits.close_timeout);
+            }
+            self.phase = Phase::ClosingTransport(end);
+        } else {
+            self.terminate(end);
+        }
+        true
+    }
+
+    /// The record of the close in progress, ending now with `outcome`.
+    fn close_record(&mut self, clean: bool, outcome: CloseOutcome) -> End {
         let (code, reason, initiator) = match &mut self.phase {
             Phase::ClosingByUs { code, reason, .. } | Phase::Failing { code, reason, .. } => {
                 (*code, std::mem::take(reason), Initiator::Server)
@@ -867,18 +910,49 @@ impl<'c> Driver<'c> {
             Phase::ClosedByPeer { code, reason } => {
                 (*code, std::mem::take(reason), Initiator::Client)
             }
-            Phase::Open | Phase::Terminated => {
+            Phase::Open | Phase::ClosingTransport(_) | Phase::Terminated => {
                 (CloseCode::ABNORMAL, String::new(), Initiator::Abnormal)
             }
         };
-        self.terminate(End {
+        End {
             code,
             reason,
             initiator,
             clean,
             outcome,
-        });
-        true
+        }
+    }
+
+    /// Writes TLS `close_notify` and shuts the write half; then (or at the
+    /// close deadline, or on a write error) closes the socket with the end
+    /// already decided.
+    fn poll_closing_transport(&mut self, cx: &mut Context<'_>) -> bool {
+        let ws = self.ws.as_mut().expect("socket is open until Terminated");
+        match Pin::new(ws.get_mut()).poll_close(cx) {
+            Poll::Ready(result) => {
+                if let Err(err) = result {
+                    tracing::debug!(id = %self.conn.id(), error = %err, "TLS close_notify not sent");
+                }
+                self.finish_transport();
+                true
+            }
+            Poll::Pending => {
+                let expired = self.close_at.is_some_and(|at| Instant::now() >= at);
+                if expired {
+                    tracing::debug!(id = %self.conn.id(), "TLS close_notify not flushed by the close deadline");
+                    self.finish_transport();
+                }
+                expired
+            }
+        }
+    }
+
+    /// Leaves [`Phase::ClosingTransport`] for `Terminated` with its end.
+    fn finish_transport(&mut self) {
+        if let Phase::ClosingTransport(end) = std::mem::replace(&mut self.phase, Phase::Terminated)
+        {
+            self.terminate(end);
+        }
     }
 
     /// Ends a close that did not complete.
@@ -954,23 +1028,31 @@ impl<'c> Driver<'c> {
             FailStage::Sending => match self.poll_send_close(cx) {
                 Err(()) => self.closing_failed(CloseOutcome::PeerGone),
                 Ok(true) => {
-                    self.set_fail_stage(FailStage::Draining);
+                    self.set_fail_stage(FailStage::Shutting);
                     true
                 }
                 Ok(false) => self.poll_deadline(cx),
             },
-            FailStage::Draining => {
+            FailStage::Shutting => {
                 if self.unflushed {
                     match self.poll_flush(cx) {
                         Ok(false) => return self.poll_deadline(cx),
-                        Ok(true) => {
-                            let ws = self.ws.as_ref().expect("socket is open until Terminated");
-                            let _ = ws.get_ref().shutdown(std::net::Shutdown::Write);
-                            progress = true;
-                        }
+                        Ok(true) => progress = true,
                         Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
                     }
                 }
+                let ws = self.ws.as_mut().expect("socket is open until Terminated");
+                match Pin::new(ws.get_mut()).poll_close(cx) {
+                    Poll::Pending => progress | self.poll_deadline(cx),
+                    // A write half that cannot be shut (the peer is gone)
+                    // shows as EOF or an error in the drain.
+                    Poll::Ready(_) => {
+                        self.set_fail_stage(FailStage::Draining);
+                        true
+                    }
+                }
+            }
+            FailStage::Draining => {
                 let mut scratch = [0u8; 512];
                 while self.spend() {
                     let ws = self.ws.as_mut().expect("socket is open until Terminated");

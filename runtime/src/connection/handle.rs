@@ -165,7 +165,10 @@ impl fmt::Debug for Shared {
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub(crate) id: ConnId,
+    /// The client: the TCP peer, or the address trusted proxies name.
     pub(crate) peer: SocketAddr,
+    /// The TCP peer.
+    pub(crate) tcp_peer: SocketAddr,
     pub(crate) path: Arc<str>,
     pub(crate) query: Query,
     pub(crate) headers: HeaderMap,
@@ -454,7 +457,10 @@ macro_rules! connection_methods {
             &$shared.info.path
         }
 
-        /// The peer's socket address.
+        /// The client's address: the TCP peer's, or, behind a trusted
+        /// proxy ([`Server::trusted_proxies`](crate::Server::trusted_proxies)),
+        /// the client the proxy names (port 0 when it gave none). It is
+        /// what the per-IP limits, the logs and the close event use.
         ///
         /// # Examples
         ///
@@ -465,6 +471,20 @@ macro_rules! connection_methods {
         /// ```
         pub fn peer_addr(&$self) -> std::net::SocketAddr {
             $shared.info.peer
+        }
+
+        /// The TCP peer's socket address: the proxy's, for a client behind
+        /// a trusted proxy; otherwise the same as `peer_addr`.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// async fn on_connect(conn: &wharf::Conn) {
+        ///     tracing::info!(client = %conn.peer_addr(), via = %conn.tcp_peer_addr(), "connected");
+        /// }
+        /// ```
+        pub fn tcp_peer_addr(&$self) -> std::net::SocketAddr {
+            $shared.info.tcp_peer
         }
 
         /// Whether the connection still accepts messages (no close has begun).

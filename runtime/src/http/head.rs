@@ -11,7 +11,7 @@ use std::io;
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::AsyncReadExt;
 
-use crate::rt::TcpStream;
+use crate::net::Stream;
 
 /// Headers parsed from one request at most; more is answered with 431.
 const MAX_HEADERS: usize = 64;
@@ -44,7 +44,7 @@ pub(crate) enum Head {
 }
 
 /// Reads one request head of at most `max` bytes.
-pub(crate) async fn read_head(stream: &mut TcpStream, max: usize) -> io::Result<Head> {
+pub(crate) async fn read_head(stream: &mut Stream, max: usize) -> io::Result<Head> {
     let mut buf = vec![0u8; 1024.min(max)];
     let mut filled = 0;
     loop {

@@ -4,14 +4,17 @@
 //! section 4: reading the request head (`head.rs`), checking it is a valid
 //! WebSocket upgrade and writing the `101` (`upgrade.rs`), every other
 //! answer the server or an upgrade handler gives instead (`response.rs`),
-//! the request as an application sees it (`request.rs`), query-string
-//! decoding (`query.rs`) and the `Origin` check (`origin.rs`). It knows nothing of connections, frames or the
-//! server: once the `101` is written the socket belongs to the connection
-//! driver.
+//! the request as an application sees it, with what its upgrade handler
+//! adds to the `101` (`request.rs`), query-string decoding (`query.rs`),
+//! the `Origin` check (`origin.rs`) and the client address behind trusted
+//! proxies (`forwarded.rs`). It reads and writes the connection stream of
+//! `net/` and knows nothing of connections, frames or the server: once
+//! the `101` is written the socket belongs to the connection driver.
 //!
 //! For users, this module holds the header types of the upgrade request
 //! ([`HeaderMap`] and friends, from the `http` crate, 1.x).
 
+pub(crate) mod forwarded;
 pub(crate) mod head;
 pub(crate) mod origin;
 pub(crate) mod query;

@@ -11,7 +11,8 @@ use ::http::header::{self, HeaderName, HeaderValue};
 use ::http::StatusCode;
 use futures_util::{AsyncReadExt, AsyncWriteExt};
 
-use crate::rt::{self, TcpStream};
+use crate::net::Stream;
+use crate::rt;
 
 /// How long an error response waits for the client to close after it, so
 /// that unread request bytes do not turn our close into a reset that wipes
@@ -57,11 +58,19 @@ pub enum RejectReason {
     /// [`Server::upgrade_timeout`](crate::Server::upgrade_timeout): dropped,
     /// no response.
     UpgradeTimeout,
+    /// On a TLS listener ([`Server::tls`](crate::Server::tls)): the TLS
+    /// handshake failed (plaintext HTTP, garbage, no cipher in common):
+    /// dropped, no response.
+    Tls,
+    /// With [`Server::proxy_protocol`](crate::Server::proxy_protocol) on:
+    /// the connection did not start with a valid PROXY protocol header
+    /// (missing, malformed, truncated or too long): dropped, no response.
+    ProxyProtocol,
 }
 
 impl RejectReason {
     /// Every reason, in the order the counters list them.
-    pub(crate) const ALL: [RejectReason; 10] = [
+    pub(crate) const ALL: [RejectReason; 12] = [
         RejectReason::MaxConnections,
         RejectReason::PerIpLimit,
         RejectReason::RateLimited,
@@ -72,6 +81,8 @@ impl RejectReason {
         RejectReason::BadRequest,
         RejectReason::TooLarge,
         RejectReason::UpgradeTimeout,
+        RejectReason::Tls,
+        RejectReason::ProxyProtocol,
     ];
 
     /// The label used in logs and in the Prometheus output.
@@ -93,6 +104,8 @@ impl RejectReason {
             RejectReason::BadRequest => "bad_request",
             RejectReason::TooLarge => "too_large",
             RejectReason::UpgradeTimeout => "upgrade_timeout",
+            RejectReason::Tls => "tls",
+            RejectReason::ProxyProtocol => "proxy_protocol",
         }
     }
 }
@@ -388,17 +401,20 @@ pub(crate) fn response(
 }
 
 /// Sends a rejection and closes the socket.
-pub(crate) async fn reject(stream: TcpStream, rejection: &Rejection) {
+pub(crate) async fn reject(stream: Stream, rejection: &Rejection) {
     send_and_close(stream, &rejection.to_response()).await;
 }
 
-/// Writes a final response, half-closes, and lingers briefly so the client
-/// reads the response before the socket goes away.
-pub(crate) async fn send_and_close(mut stream: TcpStream, bytes: &[u8]) {
+/// Writes a final response, half-closes (over TLS, `close_notify` first),
+/// and lingers briefly so the client reads the response before the socket
+/// goes away.
+pub(crate) async fn send_and_close(mut stream: Stream, bytes: &[u8]) {
     if rt::timeout(LINGER, stream.write_all(bytes)).await.is_none() {
         return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if rt::timeout(LINGER, stream.close()).await.is_none() {
+        return;
+    }
     let _ = rt::timeout(LINGER, async {
         let mut scratch = [0u8; 512];
         let mut total = 0;

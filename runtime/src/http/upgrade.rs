@@ -5,6 +5,7 @@ use ::http::HeaderMap;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::head::RequestHead;
+use super::request::Reply;
 use super::response::Rejection;
 
 /// Whether a comma-separated header contains `token` (case-insensitive).
@@ -74,13 +75,7 @@ pub(crate) fn check_upgrade(req: &RequestHead, supported: &[String]) -> Result<U
             ))
         }
     };
-    let subprotocol = req
-        .headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    let subprotocol = offered_subprotocols(&req.headers)
         .find(|offered| supported.iter().any(|s| s == offered))
         .map(str::to_owned);
     Ok(Upgrade {
@@ -89,19 +84,38 @@ pub(crate) fn check_upgrade(req: &RequestHead, supported: &[String]) -> Result<U
     })
 }
 
-/// The 101 response that completes an upgrade.
-pub(crate) fn switching_protocols(upgrade: &Upgrade) -> Vec<u8> {
+/// The subprotocols a request offers, in the client's order.
+pub(crate) fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|offered| !offered.is_empty())
+}
+
+/// The 101 response that completes an upgrade, with the subprotocol and
+/// the headers of `reply` (checked when they were added).
+pub(crate) fn switching_protocols(upgrade: &Upgrade, reply: &Reply) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         upgrade.accept_key
-    );
-    if let Some(protocol) = &upgrade.subprotocol {
-        out.push_str("Sec-WebSocket-Protocol: ");
-        out.push_str(protocol);
-        out.push_str("\r\n");
+    )
+    .into_bytes();
+    if let Some(protocol) = &reply.subprotocol {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(protocol.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.push_str("\r\n");
-    out.into_bytes()
+    for (name, value) in &reply.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //!
 //! Decided from the peer's address alone, before a byte of the request is
 //! read, so a connect/close flood costs one map lookup per socket. A
-//! [`Permit`] holds a socket's place until it is dropped. This module never
-//! touches a socket.
+//! [`Permit`] holds a socket's place until it is dropped. A socket from a
+//! trusted proxy is admitted under the overall limit alone, and takes its
+//! per-IP place later, under its client's address, once that is known
+//! ([`Permit::admit_client`]). This module never touches a socket.
 //!
 //! Memory stays bounded by the clients actually present: an address's entry
 //! goes away once it holds no socket and its bucket has refilled, and the
@@ -102,7 +104,21 @@ impl Admission {
         }
         Ok(Permit {
             admission: Arc::clone(self),
-            ip,
+            ip: Some(ip),
+        })
+    }
+
+    /// Admits a socket under the overall limit alone (one from a trusted
+    /// proxy, whose client is not known yet); see [`Permit::admit_client`].
+    pub(crate) fn admit_deferred(self: &Arc<Self>) -> Result<Permit, RejectReason> {
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_total.is_some_and(|max| total > max) {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(RejectReason::MaxConnections);
+        }
+        Ok(Permit {
+            admission: Arc::clone(self),
+            ip: None,
         })
     }
 
@@ -143,11 +159,11 @@ impl Admission {
         table.sweep_at = (table.entries.len() * 2).max(FIRST_SWEEP);
     }
 
-    fn release(&self, ip: IpAddr) {
+    fn release(&self, ip: Option<IpAddr>) {
         self.total.fetch_sub(1, Ordering::Relaxed);
-        if !self.per_ip() {
+        let Some(ip) = ip.filter(|_| self.per_ip()) else {
             return;
-        }
+        };
         let mut table = self.table();
         if let Some(entry) = table.entries.get_mut(&ip) {
             entry.open = entry.open.saturating_sub(1);
@@ -169,7 +185,31 @@ impl Admission {
 #[derive(Debug)]
 pub(crate) struct Permit {
     admission: Arc<Admission>,
-    ip: IpAddr,
+    /// The address whose per-IP place this holds; `None` while a socket
+    /// from a trusted proxy has not named its client.
+    ip: Option<IpAddr>,
+}
+
+impl Permit {
+    /// Whether the per-IP checks are still to run (see
+    /// [`Admission::admit_deferred`]).
+    pub(crate) fn is_deferred(&self) -> bool {
+        self.ip.is_none()
+    }
+
+    /// Runs the per-IP checks for a deferred permit under `client`, its
+    /// client's address, and holds the place under it until dropped. On a
+    /// refusal the permit stays deferred (holding the overall place only).
+    pub(crate) fn admit_client(&mut self, client: IpAddr) -> Result<(), RejectReason> {
+        if self.ip.is_some() {
+            return Ok(());
+        }
+        if self.admission.per_ip() {
+            self.admission.admit_ip(client)?;
+        }
+        self.ip = Some(client);
+        Ok(())
+    }
 }
 
 impl Drop for Permit {
@@ -227,6 +267,37 @@ mod tests {
         }
         assert_eq!(adm.admit(A).unwrap_err(), RejectReason::RateLimited);
         assert!(adm.admit(B).is_ok());
+    }
+
+    #[test]
+    fn deferred_permits_take_their_place_under_the_client() {
+        let adm = admission(Config {
+            max_connections_per_ip: Some(1),
+            max_connections: Some(3),
+            ..Config::default()
+        });
+        // Two from one proxy: the overall limit only.
+        let mut one = adm.admit_deferred().unwrap();
+        let mut two = adm.admit_deferred().unwrap();
+        assert!(one.is_deferred());
+        one.admit_client(A).unwrap();
+        assert!(!one.is_deferred());
+        assert_eq!(two.admit_client(A).unwrap_err(), RejectReason::PerIpLimit);
+        assert!(two.is_deferred());
+        two.admit_client(B).unwrap();
+        let mut three = adm.admit_deferred().unwrap();
+        assert_eq!(three.admit_client(A).unwrap_err(), RejectReason::PerIpLimit);
+        assert_eq!(
+            adm.admit_deferred().unwrap_err(),
+            RejectReason::MaxConnections
+        );
+        drop(three);
+        drop(one);
+        // A's place went with the permit that held it.
+        let _direct = adm.admit(A).unwrap();
+        drop(two);
+        assert_eq!(adm.total(), 1);
+        assert_eq!(adm.table().entries.len(), 1);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::extensions::Extensions;
 use crate::handler::Handler;
 use crate::http::normalize_origin;
+use crate::net::TrustedProxies;
 use crate::rt;
 
 /// A WebSocket server under construction: routes, state and settings.
@@ -56,6 +57,9 @@ use crate::rt;
 /// | [`max_connections`](Self::max_connections) | none | HTTP 503 at accept |
 /// | [`max_connections_per_ip`](Self::max_connections_per_ip) | none | HTTP 429 at accept |
 /// | [`connect_rate`](Self::connect_rate) | none | HTTP 429 at accept, before the request is read |
+/// | [`trusted_proxies`](Self::trusted_proxies) | none | (the two above count the client a trusted proxy names, once it is known) |
+/// | [`proxy_protocol`](Self::proxy_protocol) | off | socket dropped without a valid PROXY header |
+/// | [`tls`](Self::tls) (feature `tls`) | plain TCP | socket dropped when the TLS handshake fails |
 /// | [`allow_origin`](Self::allow_origin) | all | HTTP 403 |
 /// | an `upgrade` handler's [`Rejection`](crate::Rejection) | | its status |
 /// | [`idle_timeout`](Self::idle_timeout) | none | Close 1001 "Idle timeout" |
@@ -594,8 +598,9 @@ impl Server {
     }
 
     /// Serves the counters as Prometheus text on `path`, to plain `GET`
-    /// requests on the same port. Anyone who can reach the port can read
-    /// them. Default: not served.
+    /// requests: on the public port, where **anyone who can reach the port
+    /// can read them**, unless [`metrics_addr`](Self::metrics_addr) moves
+    /// them to a listener of their own. Default: not served.
     ///
     /// # Examples
     ///
@@ -605,6 +610,138 @@ impl Server {
     /// ```
     pub fn metrics(mut self, path: impl Into<String>) -> Self {
         self.config.metrics_path = Some(path.into());
+        self
+    }
+
+    /// Serves the counters as Prometheus text on a listener of their own
+    /// at `addr` (for example `127.0.0.1:9100`, reachable only from the
+    /// host), and no longer on the public port. It answers `GET` on the
+    /// [`metrics`](Self::metrics) path (404 on any other), or on every path
+    /// when no path was set; other methods get 405. It speaks plain
+    /// HTTP/1.1 (no TLS, no PROXY header), reads requests under the
+    /// [`upgrade_timeout`](Self::upgrade_timeout) and
+    /// [`max_request_bytes`](Self::max_request_bytes), serves at most 64
+    /// at once, and stays up while a graceful shutdown drains. It binds
+    /// with [`bind`](Self::bind), which fails if it cannot;
+    /// [`Listening::metrics_addr`] reports where. Default: none.
+    ///
+    /// `addr` is resolved when this is called (numeric addresses never
+    /// block); one that does not resolve is an [`Error::Config`] from
+    /// `bind`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // GET http://127.0.0.1:9100/metrics; the public port has no /metrics.
+    /// let server = wharf::Server::new().metrics("/metrics").metrics_addr("127.0.0.1:9100");
+    /// # drop(server);
+    /// ```
+    pub fn metrics_addr(mut self, addr: impl ToSocketAddrs) -> Self {
+        let resolved = addr
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(|err| format!("cannot resolve the address: {err}"));
+        self.config.metrics_addr = Some(resolved);
+        self
+    }
+
+    /// Trusts the proxies at these addresses (`10.0.0.7`, `::1`) or CIDR
+    /// ranges (`10.0.0.0/8`, `2001:db8::/32`) to say who their clients
+    /// are; a second call adds to the list. Bits past a range's prefix are
+    /// ignored; an entry that is neither is an [`Error::Config`] from
+    /// [`bind`](Self::bind).
+    ///
+    /// For a connection whose TCP peer is a trusted proxy, the client's
+    /// address comes from the [PROXY protocol](Self::proxy_protocol)
+    /// header when that is on, and from the request's `Forwarded` header
+    /// (RFC 7239 `for=`) or, without one, `X-Forwarded-For`: the rightmost
+    /// address that is not itself a trusted proxy. An entry that hides the
+    /// client (`unknown`, an obfuscated `_name`, anything unparsable) leaves
+    /// the proxy's own address. From any other peer these headers are
+    /// ignored, so a client cannot choose its own address.
+    ///
+    /// The client address is what [`Conn::peer_addr`](crate::Conn::peer_addr)
+    /// and [`Request::peer_addr`](crate::Request::peer_addr) report, what
+    /// the logs and the close event name, and what
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) and
+    /// [`connect_rate`](Self::connect_rate) count
+    /// ([`tcp_peer_addr`](crate::Conn::tcp_peer_addr) keeps the proxy's).
+    /// Those per-IP checks run at accept for direct clients; for a
+    /// connection from a trusted proxy they run once the client's address
+    /// is known (after the PROXY header, or after the request head, before
+    /// any route or upgrade handler runs) and answer 429 then. A trusted
+    /// proxy is never limited as one client: connections that name no other
+    /// client are held to [`max_connections`](Self::max_connections) only.
+    /// Default: none (every peer is its own client).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = wharf::Server::new()
+    ///     .trusted_proxies(["10.0.0.0/8", "fd00::/8"])
+    ///     .max_connections_per_ip(20);
+    /// # drop(server);
+    /// ```
+    pub fn trusted_proxies<I>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.config
+            .trusted_proxies
+            .extend(proxies.into_iter().map(Into::into));
+        self
+    }
+
+    /// Expects every connection to start with a PROXY protocol header
+    /// (HAProxy's version 1 or 2, as HAProxy and AWS NLB send it), read
+    /// before the TLS handshake and the HTTP request, within the
+    /// [`upgrade_timeout`](Self::upgrade_timeout). A connection without
+    /// one, or with a malformed, truncated or oversized one (over 4 KiB,
+    /// TLVs included), is dropped without a response and counted as
+    /// [`RejectReason::ProxyProtocol`](crate::RejectReason::ProxyProtocol).
+    /// The client address it names is believed only from a
+    /// [trusted proxy](Self::trusted_proxies), which this needs (otherwise
+    /// an [`Error::Config`] from [`bind`](Self::bind)); from another peer
+    /// the header is read and ignored. A `LOCAL` header (a load balancer's
+    /// health check) or `UNKNOWN` addresses leave the proxy's own address.
+    /// Default: off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Behind an AWS NLB with proxy protocol v2 on, in a VPC of 10.0.0.0/16.
+    /// let server = wharf::Server::new().trusted_proxies(["10.0.0.0/16"]).proxy_protocol(true);
+    /// # drop(server);
+    /// ```
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.config.proxy_protocol = on;
+        self
+    }
+
+    /// Serves every connection over TLS (`wss://`, and `https://` for
+    /// pages) with `config`; the `tls` feature. The TLS handshake runs
+    /// inside the [`upgrade_timeout`](Self::upgrade_timeout); a peer that
+    /// sends plaintext HTTP or anything else but a TLS handshake is dropped
+    /// without a response and counted as
+    /// [`RejectReason::Tls`](crate::RejectReason::Tls). Refusals at accept
+    /// time (the connection limits and the connect rate) drop the socket
+    /// without a response too, rather than spend a TLS handshake on a
+    /// client being turned away. The closing handshake ends as over TCP,
+    /// one layer down: the Close frames, then TLS `close_notify`, then the
+    /// server closes TCP. Default: plain TCP.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let tls = wharf::TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+    /// let listening = wharf::Server::new().tls(tls).bind("0.0.0.0:8443").await?;
+    /// # drop(listening); Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::net::tls::TlsConfig) -> Self {
+        self.config.tls = Some(config);
         self
     }
 
@@ -685,7 +822,9 @@ impl Server {
         if let Some(route) = &self.fallback {
             check_route("the fallback", route)?;
         }
-        if let Some(path) = &self.config.metrics_path {
+        let proxies = TrustedProxies::parse(&self.config.trusted_proxies)
+            .map_err(|reason| Error::config("trusted_proxies", reason))?;
+        if let (Some(path), None) = (&self.config.metrics_path, &self.config.metrics_addr) {
             if endpoints.contains_key(path) {
                 return Err(Error::config(
                     "metrics",
@@ -732,6 +871,14 @@ impl Server {
             }
         };
         let local_addr = listener.local_addr()?;
+        let metrics = match &self.config.metrics_addr {
+            Some(Ok(addrs)) => {
+                let listener = rt::bind(addrs.clone()).await?;
+                let addr = listener.local_addr()?;
+                Some((listener, addr))
+            }
+            _ => None,
+        };
         let config = &self.config;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
@@ -751,6 +898,7 @@ impl Server {
             },
             admission: Arc::new(Admission::new(config)),
             origins,
+            proxies,
             metrics: Metrics::default(),
             trigger: Trigger::default(),
             live: Live::default(),
@@ -768,8 +916,11 @@ impl Server {
             cluster,
             state: Arc::new(self.state),
         });
-        tracing::info!(addr = %local_addr, "wharf listening");
-        Ok(Listening::new(listener, local_addr, inner))
+        tracing::info!(addr = %local_addr, tls = inner.is_tls(), "wharf listening");
+        if let Some((_, addr)) = &metrics {
+            tracing::info!(addr = %addr, "metrics listening");
+        }
+        Ok(Listening::new(listener, local_addr, metrics, inner))
     }
 }
 

@@ -6,6 +6,7 @@
 //! `server/`, `connection/driver.rs`). The user-facing documentation of each
 //! setting is on its setter.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::connection::close::CloseCode;
@@ -112,6 +113,20 @@ pub(crate) struct Config {
     /// Path on which the server answers a plain `GET` with its counters in
     /// the Prometheus text format. Default: `None` (not served).
     pub(crate) metrics_path: Option<String>,
+    /// Where the metrics listener binds (see `Server::metrics_addr`): the
+    /// addresses resolved when it was set, or why they could not be.
+    /// Default: `None` (metrics on the public port, if a path is set).
+    pub(crate) metrics_addr: Option<std::result::Result<Vec<SocketAddr>, String>>,
+    /// Addresses and CIDR ranges of the proxies whose word about a
+    /// client's address is believed (see `Server::trusted_proxies`).
+    /// Default: none.
+    pub(crate) trusted_proxies: Vec<String>,
+    /// Whether every connection starts with a PROXY protocol header (see
+    /// `Server::proxy_protocol`). Default: off.
+    pub(crate) proxy_protocol: bool,
+    /// TLS for every connection (see `Server::tls`). Default: `None`.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::net::tls::TlsConfig>,
     /// How long a connect or message handler may keep running after the
     /// connection's socket has closed, and a close handler at all, before
     /// its future is dropped (see `Server::handler_grace`). Default: 10 s.
@@ -176,6 +191,11 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             handler_grace: Duration::from_secs(10),
             metrics_path: None,
+            metrics_addr: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -286,6 +306,24 @@ impl Config {
                 "metrics",
                 "the path must start with '/'",
             )?;
+        }
+        match &self.metrics_addr {
+            Some(Err(why)) => return Err(Error::config("metrics_addr", why.as_str())),
+            Some(Ok(addrs)) => check(
+                !addrs.is_empty(),
+                "metrics_addr",
+                "the address resolved to nothing",
+            )?,
+            None => {}
+        }
+        check(
+            !self.proxy_protocol || !self.trusted_proxies.is_empty(),
+            "proxy_protocol",
+            "needs trusted_proxies: the PROXY header is believed only from them (list the load balancers' range, or 0.0.0.0/0 and ::/0 to believe every peer)",
+        )?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tls.check().map_err(|reason| Error::config("tls", reason))?;
         }
         Ok(())
     }

@@ -2,8 +2,12 @@
 //! that reaches the server from other tasks, and graceful shutdown.
 //!
 //! Each accepted socket is admitted or refused here from its address alone
-//! (before a byte of its request is read), then handed to `serve.rs`. This
-//! module never parses a request or touches WebSocket frames.
+//! (before a byte of its request is read), then handed to `serve.rs`; a
+//! socket from a trusted proxy is admitted under the overall limit only,
+//! its per-IP checks left to `serve.rs` once its client is known. The
+//! metrics listener, when there is one, runs beside the accept loop
+//! (`scrape.rs`). This module never parses a request or touches WebSocket
+//! frames.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -13,6 +17,7 @@ use std::time::Duration;
 use futures_util::future::{self, Either};
 
 use super::metrics::Stats;
+use super::scrape;
 use super::serve::serve;
 use super::shutdown;
 use super::state::Inner;
@@ -21,6 +26,7 @@ use crate::connection::close::CloseSummary;
 use crate::connection::registry::Registry;
 use crate::error::Result;
 use crate::http::{self, RejectReason, Rejection};
+use crate::net::Stream;
 use crate::rt::{self, TcpListener, TcpStream};
 
 /// A bound server, ready to [`run`](Self::run).
@@ -28,16 +34,41 @@ use crate::rt::{self, TcpListener, TcpStream};
 pub struct Listening {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The metrics listener and its address, with `Server::metrics_addr`.
+    metrics: Option<(TcpListener, SocketAddr)>,
     inner: Arc<Inner>,
 }
 
 impl Listening {
-    pub(crate) fn new(listener: TcpListener, local_addr: SocketAddr, inner: Arc<Inner>) -> Self {
+    pub(crate) fn new(
+        listener: TcpListener,
+        local_addr: SocketAddr,
+        metrics: Option<(TcpListener, SocketAddr)>,
+        inner: Arc<Inner>,
+    ) -> Self {
         Listening {
             listener,
             local_addr,
+            metrics,
             inner,
         }
+    }
+
+    /// The address of the metrics listener (see
+    /// [`Server::metrics_addr`](crate::Server::metrics_addr)), with the
+    /// real port when bound to port 0; `None` without one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().metrics_addr("127.0.0.1:0").bind("127.0.0.1:0").await?;
+    /// let scrape_at = listening.metrics_addr().expect("a metrics listener");
+    /// # let _ = scrape_at;
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The address the listener is bound to (with the real port when bound
@@ -92,6 +123,7 @@ impl Listening {
         ServerHandle {
             inner: Arc::clone(&self.inner),
             local_addr: self.local_addr,
+            metrics_addr: self.metrics_addr(),
         }
     }
 
@@ -141,7 +173,11 @@ impl Listening {
     /// Admission limits are applied here, per accepted socket, before its
     /// request is read: [`max_connections`](crate::Server::max_connections)
     /// (503), [`max_connections_per_ip`](crate::Server::max_connections_per_ip)
-    /// and [`connect_rate`](crate::Server::connect_rate) (429).
+    /// and [`connect_rate`](crate::Server::connect_rate) (429); for a socket
+    /// from a [trusted proxy](crate::Server::trusted_proxies), the per-IP
+    /// two once its client is known. Over TLS these refusals drop the
+    /// socket without a response. The metrics listener, if any, serves
+    /// until this returns.
     /// A failed `accept` (for example too many open files) is logged and
     /// retried after a short pause rather than ending the server.
     ///
@@ -165,49 +201,69 @@ impl Listening {
         let Listening {
             listener,
             local_addr,
+            metrics,
             inner,
         } = self;
-        {
-            let mut stop = Box::pin(inner.trigger.fired());
-            loop {
-                let accepted =
-                    match future::select(stop.as_mut(), Box::pin(listener.accept())).await {
-                        Either::Left(((), _)) => break,
-                        Either::Right((accepted, _)) => accepted,
-                    };
-                match accepted {
-                    Ok((stream, peer)) => admit(&inner, stream, peer),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed; retrying");
-                        rt::sleep(Duration::from_millis(20)).await;
-                    }
+        let serving = serve_until_drained(listener, local_addr, &inner);
+        match metrics {
+            None => serving.await,
+            Some((listener, _)) => {
+                let scraping = scrape::serve(listener, Arc::clone(&inner));
+                match future::select(Box::pin(serving), Box::pin(scraping)).await {
+                    Either::Left((summary, _)) => summary,
+                    Either::Right(((), serving)) => serving.await,
                 }
             }
         }
-        drop(listener);
-        tracing::info!(addr = %local_addr, "stopped accepting; draining");
-        // A cluster node leaves the counts at once; it still relays while
-        // its connections close, then leaves for good.
-        #[cfg(feature = "cluster")]
-        if let Some(node) = &inner.cluster {
-            node.leave();
-        }
-        let config = &inner.config;
-        let (code, reason) = close::validate(config.shutdown_code, &config.shutdown_reason)?;
-        let summary = shutdown::drain(
-            &inner.live,
-            &inner.tally,
-            code,
-            &reason,
-            config.drain_timeout,
-        )
-        .await;
-        #[cfg(feature = "cluster")]
-        if let Some(node) = &inner.cluster {
-            node.shutdown(Duration::from_secs(2)).await;
-        }
-        Ok(summary)
     }
+}
+
+/// The accept loop, then the drain: [`Listening::run`] without the
+/// metrics listener.
+async fn serve_until_drained(
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    inner: &Arc<Inner>,
+) -> Result<CloseSummary> {
+    {
+        let mut stop = Box::pin(inner.trigger.fired());
+        loop {
+            let accepted = match future::select(stop.as_mut(), Box::pin(listener.accept())).await {
+                Either::Left(((), _)) => break,
+                Either::Right((accepted, _)) => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => admit(inner, stream, peer),
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed; retrying");
+                    rt::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(addr = %local_addr, "stopped accepting; draining");
+    // A cluster node leaves the counts at once; it still relays while its
+    // connections close, then leaves for good.
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &inner.cluster {
+        node.leave();
+    }
+    let config = &inner.config;
+    let (code, reason) = close::validate(config.shutdown_code, &config.shutdown_reason)?;
+    let summary = shutdown::drain(
+        &inner.live,
+        &inner.tally,
+        code,
+        &reason,
+        config.drain_timeout,
+    )
+    .await;
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &inner.cluster {
+        node.shutdown(Duration::from_secs(2)).await;
+    }
+    Ok(summary)
 }
 
 /// A clonable handle to a bound server, valid while it runs: its counters,
@@ -230,6 +286,7 @@ impl Listening {
 pub struct ServerHandle {
     inner: Arc<Inner>,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl ServerHandle {
@@ -319,6 +376,21 @@ impl ServerHandle {
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
+
+    /// The address of the metrics listener, if the server has one (see
+    /// [`Server::metrics_addr`](crate::Server::metrics_addr)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wharf::Result<()> {
+    /// let listening = wharf::Server::new().bind("127.0.0.1:0").await?;
+    /// assert_eq!(listening.handle().metrics_addr(), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
 }
 
 /// Rejections written at accept time at once; beyond this, rejected
@@ -326,9 +398,16 @@ impl ServerHandle {
 const MAX_REJECTING: usize = 256;
 
 /// Applies the accept-time limits to a new socket and starts serving it.
+/// A trusted proxy's socket takes the overall limit here and the per-IP
+/// ones under its client's address later (`serve.rs`).
 fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
     inner.metrics.accepted();
-    match inner.admission.admit(peer.ip()) {
+    let admitted = if inner.proxies.contains(peer.ip()) {
+        inner.admission.admit_deferred()
+    } else {
+        inner.admission.admit(peer.ip())
+    };
+    match admitted {
         Ok(permit) => rt::spawn(serve(Arc::clone(inner), stream, peer, permit)),
         Err(reason) => {
             inner.metrics.rejected(reason);
@@ -339,7 +418,12 @@ fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Answers a socket rejected at accept time, without reading its request.
+/// Over TLS it is dropped instead: a TLS handshake would cost more than the
+/// refusal saves.
 fn reject_early(inner: &Arc<Inner>, stream: TcpStream, reason: RejectReason) {
+    if inner.is_tls() {
+        return; // dropping the stream closes it
+    }
     if inner.rejecting.fetch_add(1, Ordering::Relaxed) >= MAX_REJECTING {
         inner.rejecting.fetch_sub(1, Ordering::Relaxed);
         return; // dropping the stream closes it
@@ -350,7 +434,7 @@ fn reject_early(inner: &Arc<Inner>, stream: TcpStream, reason: RejectReason) {
     };
     let inner = Arc::clone(inner);
     rt::spawn(async move {
-        http::reject(stream, &rejection).await;
+        http::reject(Stream::Plain(stream), &rejection).await;
         inner.rejecting.fetch_sub(1, Ordering::Relaxed);
     });
 }

@@ -5,10 +5,10 @@
 //! state connections share ([`state`]), the accept loop and the handle to a
 //! running server ([`listening`]), one accepted socket's way from its first
 //! byte to its connection task ([`serve`]), admission limits
-//! ([`admission`]), graceful shutdown ([`shutdown`]), counters
+//! ([`admission`]), the metrics listener ([`scrape`]), graceful shutdown ([`shutdown`]), counters
 //! ([`metrics`]) and the deadlines of every connection ([`timers`]). It
-//! depends on the HTTP side and on the connection; nothing depends on it
-//! but the crate's facade.
+//! depends on the transport, the HTTP side and the connection; nothing
+//! depends on it but the crate's facade.
 
 pub(crate) mod admission;
 pub(crate) mod builder;
@@ -16,6 +16,7 @@ pub(crate) mod config;
 pub(crate) mod listening;
 pub(crate) mod metrics;
 pub(crate) mod routes;
+pub(crate) mod scrape;
 pub(crate) mod serve;
 pub(crate) mod shutdown;
 pub(crate) mod state;

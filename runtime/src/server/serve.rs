@@ -1,13 +1,16 @@
-//! One accepted socket, from its first byte to its close handler: reading
-//! the request, deciding between a refusal, a page, the metrics and an
-//! upgrade, then running the connection in a task of its own.
+//! One accepted socket, from its first byte to its close handler: the
+//! PROXY header and the TLS handshake when the listener has them, reading
+//! the request, the client's address behind trusted proxies and its per-IP
+//! checks, deciding between a refusal, a page, the metrics and an
+//! upgrade, then running the connection in a task of its own. Every step
+//! before the `101` runs within the upgrade timeout.
 //!
 //! This module never writes a WebSocket frame; once the 101 is written the
 //! socket belongs to the driver.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::WebSocketStream;
@@ -15,6 +18,7 @@ use futures_util::AsyncWriteExt;
 
 use super::admission::Permit;
 use super::routes::{Endpoint, Page, Route};
+use super::scrape;
 use super::shutdown::Seat;
 use super::state::Inner;
 use crate::connection::close::{self, CloseOutcome};
@@ -22,8 +26,10 @@ use crate::connection::conn::Conn;
 use crate::connection::driver::Driver;
 use crate::connection::handle::{ConnInfo, Shared};
 use crate::extensions::Extensions;
-use crate::http::request::Request;
-use crate::http::{self, Head, Query, RejectReason, Rejection};
+use crate::http::request::{Reply, Request};
+use crate::http::{self, forwarded, Head, Query, RejectReason, Rejection};
+use crate::net::proxy_protocol::{self, ProxyError};
+use crate::net::Stream;
 use crate::rt::{self, TcpStream};
 
 /// What to do with a socket once its request head is read.
@@ -36,14 +42,35 @@ enum Decision<'a> {
     Reject(Rejection),
 }
 
-fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
+/// A socket's two addresses: its TCP peer, and its client (the same, or
+/// the one a trusted proxy names).
+#[derive(Debug, Clone, Copy)]
+struct Peers {
+    tcp: SocketAddr,
+    client: SocketAddr,
+}
+
+/// How the steps before the upgrade ended.
+enum Upgrading<'a> {
+    /// Nothing to answer; the socket is dropped (the peer left, or a bad
+    /// PROXY header or TLS handshake, counted where it was seen).
+    Drop,
+    /// An answer to write on the stream; for an upgrade, with its seat in
+    /// the drain.
+    Answer(Stream, Decision<'a>, Option<Seat<'a>>),
+}
+
+fn decide(inner: &Inner, head: Head, peers: Peers) -> Option<Decision<'_>> {
     let (request, rest) = match head {
         Head::Complete(request, rest) => (request, rest),
         Head::TooLarge => return Some(Decision::Reject(Rejection::too_large())),
         Head::Malformed => return Some(Decision::Reject(Rejection::malformed("Bad request\n"))),
         Head::Eof => return None,
     };
-    if inner.config.metrics_path.as_deref() == Some(request.path.as_str()) {
+    // With a metrics listener of their own, the metrics are not served here.
+    if inner.config.metrics_addr.is_none()
+        && inner.config.metrics_path.as_deref() == Some(request.path.as_str())
+    {
         return Some(match request.method.as_str() {
             "GET" => Decision::Metrics,
             _ => Decision::Reject(Rejection::method_not_allowed()),
@@ -63,7 +90,7 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
             None => return Some(Decision::Reject(Rejection::not_found())),
         },
     };
-    let upgrade = match http::check_upgrade(&request, &route.subprotocols) {
+    let mut upgrade = match http::check_upgrade(&request, &route.subprotocols) {
         Ok(upgrade) => upgrade,
         Err(rejection) => return Some(Decision::Reject(rejection)),
     };
@@ -74,7 +101,8 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
         return Some(Decision::Reject(Rejection::shutting_down()));
     }
     let request = Box::new(Request {
-        peer,
+        peer: peers.client,
+        tcp_peer: peers.tcp,
         query: request
             .query
             .as_deref()
@@ -84,65 +112,176 @@ fn decide(inner: &Inner, head: Head, peer: SocketAddr) -> Option<Decision<'_>> {
         headers: request.headers,
         extensions: Default::default(),
         state: Arc::clone(&inner.state),
+        reply: Mutex::new(Reply {
+            headers: Vec::new(),
+            subprotocol: upgrade.subprotocol.take(),
+        }),
     });
     Some(Decision::Upgrade(route, request, upgrade, rest))
+}
+
+/// The per-IP checks of a socket from a trusted proxy, under its client's
+/// address once that is known. Nothing to do for a socket admitted at
+/// accept, or while the client is itself a trusted proxy (a proxy is never
+/// limited as one client).
+fn admit_client(
+    inner: &Inner,
+    permit: &mut Permit,
+    client: SocketAddr,
+) -> Result<(), RejectReason> {
+    if !permit.is_deferred() || inner.proxies.contains(client.ip()) {
+        return Ok(());
+    }
+    permit.admit_client(client.ip())
+}
+
+/// What reading the PROXY header decided.
+enum ProxyStep {
+    Continue,
+    Drop,
+    /// The client it names is over a per-IP limit.
+    Refuse(RejectReason),
+}
+
+/// Reads the PROXY header (with `Server::proxy_protocol`), believes the
+/// client it names from a trusted proxy, and runs the client's per-IP
+/// checks when its address is final, before the TLS handshake.
+async fn read_proxy_header(
+    inner: &Inner,
+    tcp: &mut TcpStream,
+    peers: &mut Peers,
+    permit: &mut Permit,
+) -> ProxyStep {
+    match proxy_protocol::read_header(tcp).await {
+        Ok(Some(source)) if inner.proxies.contains(peers.tcp.ip()) => {
+            peers.client = SocketAddr::new(source.ip().to_canonical(), source.port());
+        }
+        Ok(Some(source)) => {
+            tracing::debug!(peer = %peers.tcp, claimed = %source, "PROXY header from a peer that is not a trusted proxy; ignored");
+        }
+        Ok(None) => {}
+        Err(ProxyError::Closed) => return ProxyStep::Drop,
+        Err(err) => {
+            inner.metrics.rejected(RejectReason::ProxyProtocol);
+            tracing::debug!(peer = %peers.tcp, error = %err, reason = %RejectReason::ProxyProtocol, "PROXY header refused; dropping the socket");
+            return ProxyStep::Drop;
+        }
+    }
+    match admit_client(inner, permit, peers.client) {
+        Ok(()) => ProxyStep::Continue,
+        Err(reason) => ProxyStep::Refuse(reason),
+    }
+}
+
+/// The TLS handshake on a TLS listener; the plain stream otherwise.
+async fn accept_transport(inner: &Inner, tcp: TcpStream, peers: Peers) -> Option<Stream> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &inner.config.tls {
+        return match tls.accept(tcp).await {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                // A peer that left mid-handshake is not refused, as one
+                // that leaves before its request is not.
+                if err.kind() != std::io::ErrorKind::UnexpectedEof {
+                    inner.metrics.rejected(RejectReason::Tls);
+                }
+                tracing::debug!(peer = %peers.client, error = %err, reason = %RejectReason::Tls, "TLS handshake failed; dropping the socket");
+                None
+            }
+        };
+    }
+    let _ = (inner, peers);
+    Some(Stream::Plain(tcp))
 }
 
 /// One accepted socket, from the first byte to the close handler.
 pub(crate) async fn serve(
     inner: Arc<Inner>,
-    mut stream: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
-    permit: Permit,
+    mut permit: Permit,
 ) {
     // Small frames (echoes, Close frames) must not wait for Nagle.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut peers = Peers {
+        tcp: peer,
+        client: peer,
+    };
     let upgrading = async {
-        let head = http::read_head(&mut stream, inner.config.max_request_bytes).await;
-        let decision = decide(&inner, head.ok()?, peer)?;
+        if inner.config.proxy_protocol {
+            match read_proxy_header(&inner, &mut tcp, &mut peers, &mut permit).await {
+                ProxyStep::Continue => {}
+                ProxyStep::Drop => return Upgrading::Drop,
+                ProxyStep::Refuse(reason) if inner.is_tls() => {
+                    inner.metrics.rejected(reason);
+                    tracing::debug!(peer = %peers.client, tcp_peer = %peers.tcp, %reason, "rejected after the PROXY header; dropping the socket");
+                    return Upgrading::Drop;
+                }
+                ProxyStep::Refuse(reason) => {
+                    let busy = Decision::Reject(Rejection::busy(reason));
+                    return Upgrading::Answer(Stream::Plain(tcp), busy, None);
+                }
+            }
+        }
+        let Some(mut stream) = accept_transport(&inner, tcp, peers).await else {
+            return Upgrading::Drop;
+        };
+        let Ok(head) = http::read_head(&mut stream, inner.config.max_request_bytes).await else {
+            return Upgrading::Drop;
+        };
+        if let Head::Complete(request, _) = &head {
+            if inner.proxies.contains(peers.client.ip()) {
+                peers.client =
+                    forwarded::client_addr(&request.headers, peers.client, &inner.proxies);
+            }
+        }
+        // Before anything else is done for the request: the per-IP checks
+        // of a client behind a trusted proxy.
+        if let Err(reason) = admit_client(&inner, &mut permit, peers.client) {
+            return Upgrading::Answer(stream, Decision::Reject(Rejection::busy(reason)), None);
+        }
+        let Some(decision) = decide(&inner, head, peers) else {
+            return Upgrading::Drop;
+        };
         let Decision::Upgrade(route, request, upgrade, _) = &decision else {
-            return Some((decision, None));
+            return Upgrading::Answer(stream, decision, None);
         };
         if let Err(rejection) = route.handler.upgrade(request).await {
-            return Some((Decision::Reject(rejection), None));
+            return Upgrading::Answer(stream, Decision::Reject(rejection), None);
         }
         // The shutdown may have begun while the upgrade handler ran. Take a
         // place in the drain's list first, then look again: a drain that
         // started before this look waits for the place (see `Live`).
         let seat = inner.live.reserve();
         if inner.trigger.is_fired() {
-            return Some((Decision::Reject(Rejection::shutting_down()), None));
+            return Upgrading::Answer(stream, Decision::Reject(Rejection::shutting_down()), None);
         }
-        stream
-            .write_all(&http::switching_protocols(upgrade))
-            .await
-            .ok()?;
-        Some((decision, Some(seat)))
+        let response = {
+            let reply = request.reply.lock().unwrap_or_else(|p| p.into_inner());
+            http::switching_protocols(upgrade, &reply)
+        };
+        if stream.write_all(&response).await.is_err() {
+            return Upgrading::Drop;
+        }
+        Upgrading::Answer(stream, decision, Some(seat))
     };
-    let (decision, seat) = match inner
+    let (stream, decision, seat) = match inner
         .timers
         .timeout(inner.config.upgrade_timeout, upgrading)
         .await
     {
-        Some(Some(decided)) => decided,
-        Some(None) => return,
+        Some(Upgrading::Answer(stream, decision, seat)) => (stream, decision, seat),
+        Some(Upgrading::Drop) => return,
         None => {
             inner.metrics.rejected(RejectReason::UpgradeTimeout);
-            tracing::debug!(%peer, "upgrade timed out; dropping the socket");
+            tracing::debug!(peer = %peers.client, "upgrade timed out; dropping the socket");
             return;
         }
     };
+    let peer = peers.client;
     match decision {
         Decision::Metrics => {
-            let body = inner.stats().to_prometheus();
-            let response = http::response(
-                200,
-                "OK",
-                &[],
-                body.as_bytes(),
-                "text/plain; version=0.0.4; charset=utf-8",
-            );
-            http::send_and_close(stream, &response).await;
+            http::send_and_close(stream, &scrape::metrics_response(&inner)).await;
         }
         Decision::Reject(rejection) => {
             let reason = rejection.reason();
@@ -161,7 +300,7 @@ pub(crate) async fn serve(
             }
             http::send_and_close(stream, &response).await;
         }
-        Decision::Upgrade(route, request, upgrade, rest) => {
+        Decision::Upgrade(route, request, _, rest) => {
             // The upgrade step wrote the 101 holding a seat; never without.
             let Some(seat) = seat else {
                 return;
@@ -178,15 +317,20 @@ pub(crate) async fn serve(
                 query,
                 headers,
                 extensions,
+                reply,
                 ..
             } = *request;
             let info = ConnInfo {
                 id: inner.next_conn_id(),
                 peer,
+                tcp_peer: peers.tcp,
                 path: Arc::from(path),
                 query,
                 headers,
-                subprotocol: upgrade.subprotocol,
+                subprotocol: reply
+                    .into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .subprotocol,
             };
             let extensions = extensions.into_inner().unwrap_or_else(|p| p.into_inner());
             // The connection gets a task of its own, sized for the
@@ -214,7 +358,7 @@ pub(crate) async fn serve(
 fn connection_task(
     inner: Arc<Inner>,
     route: Arc<Route>,
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Stream>,
     info: ConnInfo,
     extensions: Extensions,
     permit: Permit,
@@ -232,7 +376,7 @@ fn connection_task(
             conn.shared.request_close(code, reason);
         }
     }
-    tracing::debug!(id = %conn.id(), peer = %conn.peer_addr(), path = %conn.path(), "connection open");
+    tracing::debug!(id = %conn.id(), peer = %conn.peer_addr(), tcp_peer = %conn.tcp_peer_addr(), path = %conn.path(), "connection open");
     async move {
         // The permit holds the socket's place in the limits until the end.
         let _permit = permit;

@@ -24,6 +24,7 @@ use crate::connection::handle::ConnId;
 use crate::connection::policies::Limits;
 use crate::connection::registry::Registry;
 use crate::extensions::Extensions;
+use crate::net::TrustedProxies;
 
 /// Server-wide state shared by every connection task.
 #[derive(Debug)]
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) admission: Arc<Admission>,
     /// `allowed_origins`, normalized.
     pub(crate) origins: Vec<String>,
+    /// `trusted_proxies`, parsed.
+    pub(crate) proxies: TrustedProxies,
     pub(crate) metrics: Metrics,
     pub(crate) trigger: Trigger,
     /// Connection tasks, for the drain.
@@ -85,6 +88,14 @@ impl Inner {
             });
         }
         stats
+    }
+
+    /// Whether the listener speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 }
 
