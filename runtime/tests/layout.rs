@@ -115,3 +115,108 @@ fn the_reference_reader_sees_through_comments_and_macros() {
     let names: Vec<String> = references(text).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["server", "http"]);
 }
+
+/// The sibling modules a file of a folder names (`super::x` or
+/// `crate::folder::x`), comments skipped.
+fn siblings(text: &str, folder: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let prefixes = ["super::".to_owned(), format!("crate::{folder}::")];
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        for prefix in &prefixes {
+            let mut rest = code;
+            while let Some(at) = rest.find(prefix.as_str()) {
+                let after = &rest[at + prefix.len()..];
+                let name: String = after
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                // `super::{a, b}` names several.
+                if name.is_empty() && after.starts_with('{') {
+                    let list = after[1..].split('}').next().unwrap_or("");
+                    found.extend(
+                        list.split(',')
+                            .map(|item| item.trim().split("::").next().unwrap_or("").to_owned())
+                            .filter(|item| !item.is_empty()),
+                    );
+                } else if !name.is_empty() {
+                    found.push(name);
+                }
+                rest = after;
+            }
+        }
+    }
+    found
+}
+
+/// Inside each folder too, modules depend on each other without a cycle,
+/// so each file can be read after the ones it uses.
+#[test]
+fn no_import_cycle_inside_a_folder() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (folder, _) in LAYERS {
+        let dir = src.join(folder);
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        sources(&dir, &mut files);
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_stem()?.to_str().map(str::to_owned))
+            .filter(|name| name != "mod")
+            .collect();
+        let mut edges: Vec<(String, String)> = Vec::new();
+        for file in &files {
+            let Some(own) = file.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if own == "mod" {
+                continue;
+            }
+            let text = fs::read_to_string(file).expect("read a source file");
+            for other in siblings(&text, folder) {
+                if other != own
+                    && names.contains(&other)
+                    && !edges.contains(&(own.into(), other.clone()))
+                {
+                    edges.push((own.to_owned(), other));
+                }
+            }
+        }
+        // Repeatedly remove the modules that use no remaining sibling; what
+        // is left is on a cycle.
+        let mut left = names.clone();
+        loop {
+            let before = left.len();
+            let keep: Vec<String> = left
+                .iter()
+                .filter(|m| edges.iter().any(|(a, b)| a == *m && left.contains(b)))
+                .cloned()
+                .collect();
+            left = keep;
+            if left.len() == before {
+                break;
+            }
+        }
+        let cycle: Vec<String> = edges
+            .iter()
+            .filter(|(a, b)| left.contains(a) && left.contains(b))
+            .map(|(a, b)| format!("{folder}/{a} -> {b}"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "an import cycle in {folder}/:\n{}",
+            cycle.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_sibling_reader_sees_lists_and_paths() {
+    let text = "use super::{close::CloseCode, handle};\nuse crate::connection::registry::Registry; // super::driver";
+    assert_eq!(
+        siblings(text, "connection"),
+        ["close", "handle", "registry"]
+    );
+}

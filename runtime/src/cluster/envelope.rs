@@ -29,7 +29,7 @@ use crate::connection::close::{CloseCode, CloseSummary, MAX_REASON_BYTES};
 use crate::connection::handle::ConnId;
 use crate::connection::message::{Bytes, Message, Text};
 use crate::connection::registry::MAX_GROUP_NAME_BYTES;
-use crate::connection::selector::Target;
+use crate::connection::target::Target;
 
 use super::keys::MAX_MIRRORED_PATH;
 

@@ -7,7 +7,7 @@
 //! (`PSUBSCRIBE`, `KEYS`).
 
 use crate::connection::handle::ConnId;
-use crate::connection::selector::Target;
+use crate::connection::target::Target;
 
 /// Longest request path mirrored in Redis; a route selector on a longer
 /// path (only a fallback route accepts arbitrary paths) reaches this

@@ -37,7 +37,7 @@ use super::config::Cluster;
 use super::keys::Keys;
 use super::node::{scrub, Node, Parts, MAX_BATCH};
 use crate::connection::registry::Registry;
-use crate::connection::selector::Target;
+use crate::connection::target::Target;
 use crate::error::{Error, Result};
 use crate::rt;
 
@@ -138,7 +138,7 @@ pub(crate) async fn join(
         publish_queue: cluster.publish_queue,
         close_timeout,
     }));
-    registry.set_remote(Arc::clone(&node) as Arc<dyn crate::connection::selector::Remote>);
+    registry.set_remote(Arc::clone(&node) as Arc<dyn crate::connection::target::Remote>);
     // The first session opens before `bind` returns: from then on every
     // selector reaches the cluster.
     let session = match open(&node, commands).await {

@@ -4,7 +4,7 @@
 //! This folder owns the user's settings ([`config`]), the names of every
 //! key and channel and the redacted URL ([`keys`]), the binary envelope one
 //! node publishes for the others ([`envelope`]), this server as a node: the
-//! registry's [`Remote`](crate::connection::selector::Remote), its queues
+//! registry's [`Remote`](crate::connection::target::Remote), its queues
 //! and counters ([`node`]), and the link task that keeps the connections
 //! to Redis up and in sync ([`link`]). It sits above `connection/` (it
 //! delivers, counts and closes through the registry) and below `server/`

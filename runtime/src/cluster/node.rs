@@ -20,11 +20,11 @@ use redis::aio::MultiplexedConnection;
 use super::envelope::{Body, Envelope};
 use super::keys::{node_of, Keys};
 use crate::connection::close::{CloseCode, CloseSummary};
-use crate::connection::driver::BoxFuture;
 use crate::connection::handle::ConnId;
 use crate::connection::message::Message;
 use crate::connection::registry::WeakRegistry;
-use crate::connection::selector::{Remote, Target};
+use crate::connection::target::{Remote, Target};
+use crate::connection::BoxFuture;
 use crate::error::{Error, Result};
 use crate::rt;
 

@@ -62,6 +62,7 @@ use super::close::{truncate_reason, CloseCode, CloseOutcome, Closed, Initiator};
 use super::conn::Conn;
 use super::message::{Bytes, Message, Text};
 use super::policies::{Limits, Policies, Verdict};
+use super::BoxFuture;
 use crate::error::{Error, Result};
 use crate::net::Stream as Transport;
 use crate::rt::Clock;
@@ -72,9 +73,6 @@ type Ws = WebSocketStream<Transport>;
 /// so a peer that streams frames (a ping flood, say) cannot monopolise a
 /// worker thread.
 const READ_BUDGET: u32 = 64;
-
-/// A boxed, sendable future: a handler call in progress.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the driver asks of the application: a future for each handler
 /// call it makes. Every route handler implements it (`handler/`); the

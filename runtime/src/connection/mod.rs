@@ -6,7 +6,8 @@
 //! tasks and the [`Handle`](handle::Handle) that reaches it ([`handle`]), the
 //! handler's context ([`conn`]), the table of live connections and their
 //! groups ([`registry`]), the selectors that address many of them at once
-//! and the seam a cluster plugs into ([`selector`]), the driver task that owns the socket and runs the closing
+//! ([`selector`]) and what they address with the seam a cluster plugs into
+//! ([`target`]), the driver task that owns the socket and runs the closing
 //! handshake ([`driver`]), and the open connection's policy clocks
 //! ([`policies`]). It knows nothing of HTTP parsing, accepting or shutdown.
 
@@ -18,3 +19,11 @@ pub(crate) mod message;
 pub(crate) mod policies;
 pub(crate) mod registry;
 pub(crate) mod selector;
+pub(crate) mod target;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed, sendable future: a handler call in progress, or a cluster
+/// operation on the other nodes.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

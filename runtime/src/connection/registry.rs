@@ -26,7 +26,7 @@ use futures_util::future::join_all;
 use super::close::{CloseCode, CloseOutcome, CloseSummary};
 use super::handle::{ConnId, Handle};
 use super::message::Message;
-use super::selector::{Remote, Selector, Target};
+use super::target::{Remote, Target};
 use crate::error::{Error, Result};
 
 /// The longest group name, in bytes of UTF-8. Longer names are refused
@@ -125,7 +125,7 @@ struct Inner {
 /// select, send, close.
 ///
 /// [`group`](Self::group), [`route`](Self::route), [`conn`](Self::conn)
-/// and [`all`](Self::all) return a [`Selector`], the one way to send to,
+/// and [`all`](Self::all) return a [`Selector`](crate::Selector), the one way to send to,
 /// count and close many connections at once; with a cluster configured
 /// ([`Server::cluster`](crate::Server#method.cluster)) its operations reach
 /// every node. The other methods see this server's connections only.
@@ -336,72 +336,6 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Every member of `group`, on every node of the cluster if there is
-    /// one. An invalid name selects nobody: its `send` returns 0, its
-    /// `count` and `close` fail with [`Error::InvalidGroup`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// async fn announce(conn: &wharf::Conn) -> wharf::Result<()> {
-    ///     conn.join("room:lobby")?;
-    ///     let reached = conn.registry().group("room:lobby").except(conn.id()).send("someone joined");
-    ///     tracing::debug!(reached, "announced");
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn group(&self, name: &str) -> Selector {
-        let target = match check_group(name) {
-            Ok(()) => Ok(Target::Group(Arc::from(name))),
-            Err(Error::InvalidGroup(why)) => Err(why),
-            Err(_) => Err("invalid"),
-        };
-        Selector::new(self.clone(), target)
-    }
-
-    /// Every connection accepted on request path `path` (a route's path,
-    /// or the path a fallback connection asked for).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// async fn relay(conn: &wharf::Conn, msg: wharf::Message) {
-    ///     conn.registry().route(conn.path()).send(msg);
-    /// }
-    /// ```
-    pub fn route(&self, path: &str) -> Selector {
-        Selector::new(self.clone(), Ok(Target::Route(Arc::from(path))))
-    }
-
-    /// The connection `id`, wherever it is in the cluster (ids are unique
-    /// across nodes: see [`ConnId`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// async fn revoke(registry: &wharf::Registry, id: wharf::ConnId) -> wharf::Result<()> {
-    ///     let summary = registry.conn(id).close(wharf::CloseCode::POLICY_VIOLATION, "Token revoked").await?;
-    ///     tracing::info!(%id, closed = summary.total(), "revoked");
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn conn(&self, id: ConnId) -> Selector {
-        Selector::new(self.clone(), Ok(Target::Conn(id)))
-    }
-
-    /// Every connection of the server (of every node, with a cluster).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn notice(registry: &wharf::Registry) -> usize {
-    ///     registry.all().send("maintenance in 5 minutes")
-    /// }
-    /// ```
-    pub fn all(&self) -> Selector {
-        Selector::new(self.clone(), Ok(Target::All))
-    }
-
     /// Queues `msg` on this node's members of `target` but `except`,
     /// without waiting; how many took it (see [`Selector::send`]).
     pub(crate) fn send_local(
@@ -520,27 +454,6 @@ impl Registry {
     ) -> Option<Result<CloseOutcome>> {
         let handle = self.get(id)?;
         Some(handle.close(code, reason).await)
-    }
-
-    /// Closes every live connection of this server at once and waits for
-    /// all handshakes (each bounded by the close timeout). Returns how they
-    /// ended. The same as `all().local().close(..)`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// async fn maintenance(registry: wharf::Registry) -> wharf::Result<()> {
-    ///     let summary = registry.close_all(wharf::CloseCode::SERVICE_RESTART, "Back soon").await?;
-    ///     tracing::info!(clean = summary.clean, timed_out = summary.timed_out, "all closed");
-    ///     Ok(())
-    /// }
-    /// ```
-    pub async fn close_all(
-        &self,
-        code: impl Into<CloseCode>,
-        reason: &str,
-    ) -> Result<CloseSummary> {
-        self.all().local().close(code, reason).await
     }
 }
 

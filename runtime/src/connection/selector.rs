@@ -14,51 +14,11 @@ use std::time::Instant;
 use futures_util::future::join;
 
 use super::close::{validate, CloseCode, CloseSummary};
-use super::driver::BoxFuture;
 use super::handle::ConnId;
 use super::message::Message;
-use super::registry::Registry;
+use super::registry::{check_group, Registry};
+use super::target::{Remote, Target};
 use crate::error::{Error, Result};
-
-/// What a selector addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Target {
-    /// Every connection.
-    All,
-    /// The connections accepted on one request path.
-    Route(Arc<str>),
-    /// The members of one group (a checked name).
-    Group(Arc<str>),
-    /// One connection.
-    Conn(ConnId),
-}
-
-/// What the registry asks of a cluster: carry each selector operation to
-/// the other nodes, and mirror local member counts. Implemented by
-/// `cluster/`; every method returns without waiting on the network except
-/// the futures, which are bounded by their own deadlines.
-pub(crate) trait Remote: Send + Sync {
-    /// Whether connection `id` was opened on this node.
-    fn owns(&self, id: ConnId) -> bool;
-    /// The local member count of `target` (never a `Conn`) changed.
-    /// Called outside the registry's lock; must not block.
-    fn changed(&self, target: &Target);
-    /// Hands `msg` to the other nodes' members of `target` but `except`;
-    /// drops (and counts) it when that is not possible now.
-    fn send(&self, target: &Target, except: Option<ConnId>, msg: &Message);
-    /// Closes the other nodes' members; what they answered, with
-    /// `unanswered` set for the nodes that did not.
-    fn close<'a>(
-        &'a self,
-        target: &'a Target,
-        except: Option<ConnId>,
-        code: CloseCode,
-        reason: &'a str,
-    ) -> BoxFuture<'a, CloseSummary>;
-    /// The other nodes' members of `target` (see [`Selector::count`] for
-    /// `except`).
-    fn count<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<usize>>;
-}
 
 /// Connections addressed together: a group, a route, one connection, or
 /// all of them, optionally but one. From [`Registry::group`],
@@ -269,5 +229,96 @@ impl Selector {
             Some(remote) => Ok(here + remote.count(&target).await?),
             None => Ok(here),
         }
+    }
+}
+
+/// The selectors of a registry: written here, beside [`Selector`], so the
+/// registry itself knows nothing of selectors.
+impl Registry {
+    /// Every member of `group`, on every node of the cluster if there is
+    /// one. An invalid name selects nobody: its `send` returns 0, its
+    /// `count` and `close` fail with [`Error::InvalidGroup`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn announce(conn: &wharf::Conn) -> wharf::Result<()> {
+    ///     conn.join("room:lobby")?;
+    ///     let reached = conn.registry().group("room:lobby").except(conn.id()).send("someone joined");
+    ///     tracing::debug!(reached, "announced");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn group(&self, name: &str) -> Selector {
+        let target = match check_group(name) {
+            Ok(()) => Ok(Target::Group(Arc::from(name))),
+            Err(Error::InvalidGroup(why)) => Err(why),
+            Err(_) => Err("invalid"),
+        };
+        Selector::new(self.clone(), target)
+    }
+
+    /// Every connection accepted on request path `path` (a route's path,
+    /// or the path a fallback connection asked for).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn relay(conn: &wharf::Conn, msg: wharf::Message) {
+    ///     conn.registry().route(conn.path()).send(msg);
+    /// }
+    /// ```
+    pub fn route(&self, path: &str) -> Selector {
+        Selector::new(self.clone(), Ok(Target::Route(Arc::from(path))))
+    }
+
+    /// The connection `id`, wherever it is in the cluster (ids are unique
+    /// across nodes: see [`ConnId`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn revoke(registry: &wharf::Registry, id: wharf::ConnId) -> wharf::Result<()> {
+    ///     let summary = registry.conn(id).close(wharf::CloseCode::POLICY_VIOLATION, "Token revoked").await?;
+    ///     tracing::info!(%id, closed = summary.total(), "revoked");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn conn(&self, id: ConnId) -> Selector {
+        Selector::new(self.clone(), Ok(Target::Conn(id)))
+    }
+
+    /// Every connection of the server (of every node, with a cluster).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn notice(registry: &wharf::Registry) -> usize {
+    ///     registry.all().send("maintenance in 5 minutes")
+    /// }
+    /// ```
+    pub fn all(&self) -> Selector {
+        Selector::new(self.clone(), Ok(Target::All))
+    }
+
+    /// Closes every live connection of this server at once and waits for
+    /// all handshakes (each bounded by the close timeout). Returns how they
+    /// ended. The same as `all().local().close(..)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// async fn maintenance(registry: wharf::Registry) -> wharf::Result<()> {
+    ///     let summary = registry.close_all(wharf::CloseCode::SERVICE_RESTART, "Back soon").await?;
+    ///     tracing::info!(clean = summary.clean, timed_out = summary.timed_out, "all closed");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn close_all(
+        &self,
+        code: impl Into<CloseCode>,
+        reason: &str,
+    ) -> Result<CloseSummary> {
+        self.all().local().close(code, reason).await
     }
 }

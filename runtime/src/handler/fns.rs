@@ -14,8 +14,8 @@ use std::fmt;
 
 use crate::connection::close::Closed;
 use crate::connection::conn::Conn;
-pub use crate::connection::driver::BoxFuture;
 use crate::connection::message::Message;
+pub use crate::connection::BoxFuture;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::http::request::Request;

@@ -15,8 +15,9 @@ use futures_util::FutureExt;
 
 use crate::connection::close::Closed;
 use crate::connection::conn::Conn;
-use crate::connection::driver::{BoxFuture, Events};
+use crate::connection::driver::Events;
 use crate::connection::message::Message;
+use crate::connection::BoxFuture;
 use crate::error::{Error, Result};
 use crate::http::request::Request;
 use crate::http::Rejection;

@@ -96,3 +96,14 @@ fn convert(req: &httparse::Request<'_, '_>) -> Option<RequestHead> {
         headers,
     })
 }
+
+/// The subprotocols a request offers, in the client's order.
+pub(crate) fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|offered| !offered.is_empty())
+}

@@ -283,7 +283,7 @@ impl Request {
     /// }
     /// ```
     pub fn offered_subprotocols(&self) -> impl Iterator<Item = &str> + '_ {
-        super::upgrade::offered_subprotocols(&self.headers)
+        super::head::offered_subprotocols(&self.headers)
     }
 
     /// Chooses the subprotocol of the `101`, which must be one the client

@@ -75,24 +75,13 @@ pub(crate) fn check_upgrade(req: &RequestHead, supported: &[String]) -> Result<U
             ))
         }
     };
-    let subprotocol = offered_subprotocols(&req.headers)
+    let subprotocol = super::head::offered_subprotocols(&req.headers)
         .find(|offered| supported.iter().any(|s| s == offered))
         .map(str::to_owned);
     Ok(Upgrade {
         accept_key: derive_accept_key(key.as_bytes()),
         subprotocol,
     })
-}
-
-/// The subprotocols a request offers, in the client's order.
-pub(crate) fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|offered| !offered.is_empty())
 }
 
 /// The 101 response that completes an upgrade, with the subprotocol and
