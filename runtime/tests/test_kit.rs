@@ -463,3 +463,62 @@ async fn a_server_that_does_not_bind_is_named_at_start() {
         "{message}"
     );
 }
+
+/// Sends every message to the sender's groups, but not to the sender.
+#[ws::on("message")]
+async fn to_my_groups(conn: &Conn, msg: Message) {
+    for group in conn.groups() {
+        conn.registry()
+            .group(&group)
+            .except(conn.id())
+            .send(msg.clone());
+    }
+}
+
+#[async_std::test]
+async fn clients_join_groups_and_a_group_send_reaches_its_members_only() {
+    let server = TestServer::start(Server::new().route("/", ws::handlers![to_my_groups])).await;
+    let mut ann = server.connect("/").await.expect("upgrade");
+    let mut bob = server.connect("/").await.expect("upgrade");
+    let mut eve = server.connect("/").await.expect("upgrade");
+    ann.join("room:lobby");
+    bob.join("room:lobby");
+    eve.join("room:other");
+    assert_eq!(ann.groups(), ["room:lobby"]);
+    let lobby = server.registry().group("room:lobby");
+    assert_eq!(lobby.count().await.unwrap(), 2);
+
+    // From the test, through the registry.
+    assert_eq!(lobby.send("from the test"), 2);
+    ann.expect_text("from the test").await;
+    bob.expect_text("from the test").await;
+    // From a member's handler: the others of its group, not itself.
+    ann.send_text("hi lobby").await;
+    bob.expect_text("hi lobby").await;
+    ann.expect_no_message(Duration::from_millis(30)).await;
+    eve.expect_no_message(Duration::from_millis(30)).await;
+
+    // Leaving ends the membership; so does the end of the connection.
+    assert!(bob.leave("room:lobby"));
+    assert!(!bob.leave("room:lobby"));
+    assert_eq!(lobby.count().await.unwrap(), 1);
+    ann.close(1000, "bye").await;
+    assert!(ann.groups().is_empty());
+    assert_eq!(lobby.count().await.unwrap(), 0);
+}
+
+#[async_std::test]
+async fn a_refused_group_names_the_group_and_why() {
+    let server = TestServer::start(app()).await;
+    let client = server
+        .connect("/strict?token=secret")
+        .await
+        .expect("upgrade");
+    let message = failure(async { client.join("") }).await;
+    let from_here = format!("join at {}:", file!());
+    assert!(message.starts_with(&from_here), "{message}");
+    assert!(
+        message.contains("the server refused to join \"\": "),
+        "{message}"
+    );
+}

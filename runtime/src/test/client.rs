@@ -339,6 +339,87 @@ impl TestClient {
         }
     }
 
+    /// Joins this client's connection to `group` on the server, as a
+    /// handler's [`Conn::join`](crate::Conn::join) would, so the test can
+    /// assert what a send to the group delivers.
+    ///
+    /// # Panics
+    ///
+    /// When the server no longer has the connection, or refuses the group
+    /// (an invalid name, too many groups), saying which.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async_std::task::block_on(async {
+    /// # #[wharf::on("message")] async fn echo(_c: &wharf::Conn, m: wharf::Message) -> wharf::Message { m }
+    /// # let server = wharf::test::TestServer::start(wharf::Server::new().fallback(wharf::handlers![echo])).await;
+    /// let mut ann = server.connect("/").await.expect("upgrade");
+    /// let mut bob = server.connect("/").await.expect("upgrade");
+    /// ann.join("room:lobby");
+    /// assert_eq!(server.registry().group("room:lobby").send("news"), 1);
+    /// ann.expect_text("news").await;
+    /// bob.expect_no_message(std::time::Duration::from_millis(20)).await;
+    /// # });
+    /// ```
+    #[track_caller]
+    pub fn join(&self, group: &str) {
+        let call = Call::here("join");
+        let Some(id) = self.id.filter(|id| self.registry.get(*id).is_some()) else {
+            self.fail(
+                call,
+                format_args!(
+                    "cannot join {group:?}: the server has no live connection for this client"
+                ),
+            )
+        };
+        if let Err(err) = self.registry.join(id, group) {
+            self.fail(
+                call,
+                format_args!("the server refused to join {group:?}: {err}"),
+            );
+        }
+    }
+
+    /// Takes this client's connection out of `group`; whether it was a
+    /// member (false once the connection has ended).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async_std::task::block_on(async {
+    /// # #[wharf::on("message")] async fn echo(_c: &wharf::Conn, m: wharf::Message) -> wharf::Message { m }
+    /// # let server = wharf::test::TestServer::start(wharf::Server::new().fallback(wharf::handlers![echo])).await;
+    /// let client = server.connect("/").await.expect("upgrade");
+    /// client.join("room:lobby");
+    /// assert!(client.leave("room:lobby"));
+    /// assert!(!client.leave("room:lobby"));
+    /// # });
+    /// ```
+    pub fn leave(&self, group: &str) -> bool {
+        self.id.is_some_and(|id| self.registry.leave(id, group))
+    }
+
+    /// The groups this client's connection is in on the server, joined by
+    /// the test or by the application's handlers (empty once it ended).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async_std::task::block_on(async {
+    /// # #[wharf::on("message")] async fn echo(_c: &wharf::Conn, m: wharf::Message) -> wharf::Message { m }
+    /// # let server = wharf::test::TestServer::start(wharf::Server::new().fallback(wharf::handlers![echo])).await;
+    /// let client = server.connect("/").await.expect("upgrade");
+    /// client.join("user:42");
+    /// assert_eq!(client.groups(), ["user:42"]);
+    /// # });
+    /// ```
+    pub fn groups(&self) -> Vec<String> {
+        self.id
+            .map(|id| self.registry.groups(id))
+            .unwrap_or_default()
+    }
+
     /// Sends a message ([`Message`], or anything that converts into one:
     /// `&str`, `String`, `Vec<u8>`, ...).
     ///

@@ -151,9 +151,39 @@
 //! Its client is well-behaved: it masks its frames, answers pings and
 //! Close frames. To send bytes no client would (a bad frame, a request
 //! cut in half), open a TCP connection of your own to
-//! [`TestServer::addr`]. Groups are not here yet: joining a client to a
-//! group and asserting what a group send delivers comes with groups, on
-//! the server's side of each client ([`TestClient::handle`]).
+//! [`TestServer::addr`].
+//!
+//! # Groups
+//!
+//! A handler joins a connection to groups with
+//! [`Conn::join`](crate::Conn::join); a test can do the same for a client
+//! with [`TestClient::join`], read a client's groups with
+//! [`TestClient::groups`], and address a group through
+//! [`TestServer::registry`]:
+//!
+//! ```
+//! # async_std::task::block_on(async {
+//! use wharf as ws;
+//!
+//! /// Members of a room hear each other's lines; the sender does not.
+//! #[ws::on("message")]
+//! async fn say(conn: &ws::Conn, msg: ws::Message) {
+//!     conn.registry().group("room:lobby").except(conn.id()).send(msg);
+//! }
+//!
+//! let server = ws::test::TestServer::start(ws::Server::new().route("/", ws::handlers![say])).await;
+//! let mut ann = server.connect("/").await.expect("upgrade");
+//! let mut bob = server.connect("/").await.expect("upgrade");
+//! let mut eve = server.connect("/").await.expect("upgrade");
+//! ann.join("room:lobby");
+//! bob.join("room:lobby");
+//! ann.send_text("hi").await;
+//! bob.expect_text("hi").await;
+//! ann.expect_no_message(std::time::Duration::from_millis(20)).await;
+//! eve.expect_no_message(std::time::Duration::from_millis(20)).await;
+//! assert_eq!(server.registry().group("room:lobby").count().await.unwrap(), 2);
+//! # });
+//! ```
 
 mod client;
 mod received;
