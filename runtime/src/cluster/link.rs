@@ -197,21 +197,23 @@ async fn run(node: Arc<Node>, first: Session) {
         let why = match opened {
             Ok(session) => {
                 backoff = MIN_BACKOFF;
-                node.set_up(true, Some(session.commands.clone()));
+                // Logged before the link reads as up in `Stats`, so whoever
+                // sees it up there also finds the line in the logs.
                 match down_since.take() {
                     Some(since) => {
-                        node.counters
-                            .reconnects
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(
                             node = node.number,
                             redis = %node.shown_url,
                             down_ms = since.elapsed().as_millis() as u64,
                             "cluster link up again; subscriptions and counts restored"
                         );
+                        node.counters
+                            .reconnects
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     None => tracing::debug!(node = node.number, "cluster link up"),
                 }
+                node.set_up(true, Some(session.commands.clone()));
                 match session.run(&node).await {
                     End::Stopped => break,
                     End::Lost(why) => why,

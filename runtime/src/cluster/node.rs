@@ -10,7 +10,7 @@
 //! the requests in progress, the dirty set by the targets with members.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -163,12 +163,14 @@ impl Node {
     }
 
     pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Relaxed)
+        // Acquire, paired with `set_up`'s Release: whoever reads the link
+        // as up also sees what was counted and logged before it came up.
+        self.up.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_up(&self, up: bool, commands: Option<MultiplexedConnection>) {
         *lock(&self.commands) = commands;
-        self.up.store(up, Relaxed);
+        self.up.store(up, Ordering::Release);
     }
 
     pub(crate) fn stats(&self) -> LinkStats {
