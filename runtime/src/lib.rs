@@ -92,7 +92,7 @@ pub use http::response::{RejectReason, Rejection};
 #[cfg(feature = "tls")]
 pub use net::tls::TlsConfig;
 pub use server::builder::Server;
-pub use server::config::ConnectRate;
+pub use server::config::{ConnectRate, DEFAULT_READ_BUFFER_SIZE};
 pub use server::listening::{Listening, ServerHandle};
 pub use server::metrics::{ClusterStats, Stats};
 pub use server::routes::Route;

@@ -583,8 +583,9 @@ impl Server {
 
     /// Bytes read from the socket at a time into each connection's read
     /// buffer, which is allocated for the life of the connection (at most
-    /// 16 MiB). Default: 4 KiB (tungstenite's own default of 128 KiB costs
-    /// that much memory for every idle connection).
+    /// 16 MiB). Default: [`DEFAULT_READ_BUFFER_SIZE`](crate::DEFAULT_READ_BUFFER_SIZE),
+    /// 4 KiB (tungstenite's own default of 128 KiB costs that much memory
+    /// for every idle connection).
     ///
     /// # Examples
     ///

@@ -176,7 +176,7 @@ impl Default for Config {
             max_request_bytes: 8 << 10,
             send_queue: 64,
             inbound_queue: 16,
-            read_buffer_size: 4 << 10,
+            read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
             idle_timeout: None,
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(20),
@@ -220,6 +220,20 @@ impl Config {
         .unwrap_or(self.close_timeout)
     }
 }
+
+/// The default of [`Server::read_buffer_size`](crate::Server::read_buffer_size):
+/// the bytes each connection reads from its socket at a time, into a
+/// buffer it keeps for its life. Benchmarks that compare Wharf with a bare
+/// async-tungstenite server give the bare one this same size.
+///
+/// # Examples
+///
+/// ```
+/// // The bare baseline of the benches is configured like this:
+/// let buffer = wharf::DEFAULT_READ_BUFFER_SIZE;
+/// assert!(buffer >= 512);
+/// ```
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 4 << 10;
 
 /// Largest `read_buffer_size`: it is allocated per connection up front.
 const MAX_READ_BUFFER: usize = 16 << 20;
