@@ -95,6 +95,8 @@ pub struct TestClient {
     registry: Registry,
     /// The server's id for this connection, found once it answered.
     id: Option<ConnId>,
+    /// The server's handle on it, to wait for its end in `close`.
+    server_side: Option<Handle>,
     /// Events read before the test asked for them (while connecting).
     pending: VecDeque<Received>,
     /// The server's Close, once read.
@@ -161,6 +163,7 @@ impl TestClient {
             timeout,
             registry,
             id: None,
+            server_side: None,
             pending: VecDeque::new(),
             close_received: None,
             close_sent: false,
@@ -193,12 +196,12 @@ impl TestClient {
                 Some(Frame::Next(Next::Nothing)) => unreachable!("read_frame never times out"),
             }
         }
-        client.id = client
+        client.server_side = client
             .registry
             .handles()
             .into_iter()
-            .find(|handle| handle.peer_addr() == client.local_addr)
-            .map(|handle| handle.id());
+            .find(|handle| handle.peer_addr() == client.local_addr);
+        client.id = client.server_side.as_ref().map(Handle::id);
         Ok(client)
     }
 
@@ -929,8 +932,10 @@ impl TestClient {
     /// Closes the connection from the client's side: sends a Close with
     /// `code` and `reason`, waits for the server's answer (data messages
     /// it sent before reading our Close are collected), then for the
-    /// server to close the TCP connection, each within the timeout; and
-    /// reports how it went. It does not panic: assert on the report.
+    /// server to close the TCP connection, and then for the server to have
+    /// released the connection (so it has left the registry and its
+    /// groups, and counts no longer include it), each within the timeout;
+    /// and reports how it went. It does not panic: assert on the report.
     ///
     /// If the server had closed first (its Close was received), nothing
     /// is sent and the report's `answer` is the server's Close.
@@ -984,6 +989,7 @@ impl TestClient {
                     Next::Got(Received::Eof) => {
                         report.answer = self.close_received.clone();
                         report.tcp_closed = true;
+                        self.server_released().await;
                         return report;
                     }
                     Next::Got(data) => report.received.push(data),
@@ -992,8 +998,20 @@ impl TestClient {
             }
             let deadline = self.deadline();
             report.tcp_closed = matches!(self.next_until(deadline).await, Next::Got(Received::Eof));
+            if report.tcp_closed {
+                self.server_released().await;
+            }
             report
         })
+    }
+
+    /// Waits, within the timeout, until the server's side of this
+    /// connection has ended: the TCP end comes before the server takes
+    /// the connection out of its registry.
+    async fn server_released(&self) {
+        if let Some(handle) = &self.server_side {
+            let _ = rt::timeout(self.timeout, handle.closed()).await;
+        }
     }
 
     /// When a wait starting now runs out.
