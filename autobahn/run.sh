@@ -56,8 +56,11 @@ if [[ ! -x $venv27/bin/wstest || "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]
 fi
 
 # ---- the server ----
-echo "== building the echo example (release)"
-cargo build --quiet --release -p wharf-examples --example echo
+# The bench profile (release, with line tables): optimized like a release
+# build, and what `cargo bench` then reuses in CI instead of compiling
+# every dependency a second time. Its output lands in target/release.
+echo "== building the echo example (release, the bench profile)"
+cargo build --quiet --profile bench -p wharf-examples --example echo
 
 if [[ -n $install_pid ]]; then
   if ! wait "$install_pid"; then
