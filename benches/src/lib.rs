@@ -9,9 +9,12 @@
 //!   that hands each connection's [`Handle`](wharf::Handle) to the bench, and
 //!   a silent route for broadcasts.
 //! - [`start_bare`] is the baseline: the same echo written directly on
-//!   async-tungstenite with tungstenite's default `WebSocketConfig`, on the
-//!   same runtime, so each report shows Wharf's cost relative to the layer
-//!   it is built on.
+//!   async-tungstenite with tungstenite's default `WebSocketConfig` but
+//!   Wharf's read buffer size ([`servers::bare_config`]), on the same
+//!   runtime, so each report shows Wharf's cost relative to the layer it is
+//!   built on.
+//! - [`process`] runs those servers, and uWebSockets.js when installed, as
+//!   processes of their own (`compare`, `large`), measured from `/proc`.
 //! - [`client`] holds the client side: one churn [`cycle`](client::cycle)
 //!   (connect, upgrade, one 16-byte echo, close handshake), concurrent
 //!   [`churn`](client::churn), echo rounds.
@@ -28,7 +31,9 @@
 
 pub mod client;
 pub mod pin;
+pub mod process;
 pub mod procfs;
+pub mod report;
 pub mod servers;
 pub mod tls;
 
