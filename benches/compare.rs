@@ -151,12 +151,13 @@ fn print_section(section: &Section, servers: &[ServerProcess], start: &CpuTicks,
         others * 100.0
     );
     println!(
-        "  {:<8} {:>12} {:>22} {:>14} {:>22} {:>20}",
+        "  {:<8} {:>12} {:>22} {:>14} {:>22} {:>20} {:>20}",
         "",
         format!("{unit}s/s"),
         format!("server CPU µs/{unit}"),
         "(all rounds)",
         format!("client CPU µs/{unit}"),
+        "server's core busy",
         "clients' core busy"
     );
     for (server, samples) in servers.iter().zip(&section.samples) {
@@ -168,12 +169,13 @@ fn print_section(section: &Section, servers: &[ServerProcess], start: &CpuTicks,
             / TICKS_PER_SECOND as f64
             / samples.iter().map(|s| s.ops).sum::<f64>();
         println!(
-            "  {:<8} {:>12.0} {:>22.1} {:>14.1} {:>22.1} {:>19.0}%{}",
+            "  {:<8} {:>12.0} {:>22.1} {:>14.1} {:>22.1} {:>19.0}% {:>19.0}%{}",
             server.name(),
             med(|s| s.rate),
             med(|s| s.server_us),
             pooled,
             med(|s| s.client_us),
+            median(samples.iter().map(Sample::server_busy).collect()) * 100.0,
             busy * 100.0,
             if busy > 0.9 {
                 "  (the clients may set the pace)"

@@ -31,6 +31,13 @@ pub struct Sample {
     pub client_busy: f64,
 }
 
+impl Sample {
+    /// The share of one core the server process used during the block.
+    pub fn server_busy(&self) -> f64 {
+        self.server_ticks / TICKS_PER_SECOND as f64 / (self.ops / self.rate)
+    }
+}
+
 /// Runs `block`, which does `ops` operations against `server`, and
 /// measures it.
 pub fn sample(
