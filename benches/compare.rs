@@ -84,7 +84,7 @@ impl Plan {
                 .and_then(|v| v.trim().parse::<usize>().ok())
         };
         let rounds = var("WHARF_COMPARE_ROUNDS")
-            .unwrap_or(if quick { 1 } else { 15 })
+            .unwrap_or(if quick { 1 } else { 21 })
             .max(1);
         let mut plan = if quick {
             Plan {
@@ -98,7 +98,7 @@ impl Plan {
             }
         } else {
             // Blocks of about half a second per server, so a block's
-            // server CPU time is many clock ticks; 15 rounds take about
+            // server CPU time is many clock ticks; 21 rounds take about
             // four minutes.
             Plan {
                 rounds,
@@ -163,11 +163,7 @@ fn print_section(section: &Section, servers: &[ServerProcess], start: &CpuTicks,
     for (server, samples) in servers.iter().zip(&section.samples) {
         let med = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
         let busy = med(|s| s.client_busy);
-        // All rounds' ticks over all rounds' operations: free of the
-        // 10 ms quantisation of one block's reading.
-        let pooled = samples.iter().map(|s| s.server_ticks).sum::<f64>() * 1e6
-            / TICKS_PER_SECOND as f64
-            / samples.iter().map(|s| s.ops).sum::<f64>();
+        let pooled = pooled_us(samples);
         println!(
             "  {:<8} {:>12.0} {:>22.1} {:>14.1} {:>22.1} {:>19.0}% {:>19.0}%{}",
             server.name(),
@@ -189,6 +185,9 @@ fn print_section(section: &Section, servers: &[ServerProcess], start: &CpuTicks,
 /// The median over the rounds of `ours / theirs`, server CPU per
 /// operation (above 1: ours spends more), with the smallest and largest.
 fn cpu_ratio(ours: &[Sample], theirs: &[Sample]) -> (f64, f64, f64) {
+    if quick_mode() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
     let mut ratios: Vec<f64> = ours
         .iter()
         .zip(theirs)
@@ -199,6 +198,14 @@ fn cpu_ratio(ours: &[Sample], theirs: &[Sample]) -> (f64, f64, f64) {
     let lo = ratios.first().copied().unwrap_or(f64::NAN);
     let hi = ratios.last().copied().unwrap_or(f64::NAN);
     (median(ratios), lo, hi)
+}
+
+/// All rounds' server CPU ticks over all rounds' operations, in µs: free
+/// of the 10 ms quantisation of one block's reading.
+fn pooled_us(samples: &[Sample]) -> f64 {
+    samples.iter().map(|s| s.server_ticks).sum::<f64>() * 1e6
+        / TICKS_PER_SECOND as f64
+        / samples.iter().map(|s| s.ops).sum::<f64>()
 }
 
 fn main() -> BenchResult<()> {
@@ -468,9 +475,9 @@ fn strace_block(
 fn summary(kinds: &[Kind], sections: &[Section], memory: &[Vec<f64>], skipped: Option<&str>) {
     let uws = kinds.iter().position(|k| *k == Kind::Uws);
     println!();
-    println!("summary: server CPU per operation (medians over the rounds); ratios are medians of the rounds' Wharf / other; targets: Wharf / bare at most 1.05, Wharf / uWS at most 1.10");
+    println!("summary: server CPU per operation (medians over the rounds); ratios are medians of the rounds' Wharf / other (smallest-largest round; pooled: all rounds' CPU over all rounds' operations); targets: Wharf / bare at most 1.05, Wharf / uWS at most 1.10");
     println!(
-        "  {:<54} {:>10} {:>10} {:>10} {:>24} {:>24}",
+        "  {:<54} {:>10} {:>10} {:>10} {:>36} {:>36}",
         "load", "wharf", "bare", "uws", "wharf / bare", "wharf / uws"
     );
     let quick = quick_mode();
@@ -489,7 +496,11 @@ fn summary(kinds: &[Kind], sections: &[Section], memory: &[Vec<f64>], skipped: O
             if !ratio.is_finite() {
                 return "-".to_owned();
             }
-            format!("{ratio:.2} ({lo:.2}-{hi:.2}){}", verdict(ratio, target))
+            let pooled = pooled_us(ours) / pooled_us(theirs);
+            format!(
+                "{ratio:.2} ({lo:.2}-{hi:.2}; pooled {pooled:.2}){}",
+                verdict(ratio, target)
+            )
         }
         None => "-".to_owned(),
     };
@@ -501,7 +512,7 @@ fn summary(kinds: &[Kind], sections: &[Section], memory: &[Vec<f64>], skipped: O
                 })
         };
         println!(
-            "  {:<54} {:>10} {:>10} {:>10} {:>24} {:>24}",
+            "  {:<54} {:>10} {:>10} {:>10} {:>36} {:>36}",
             format!("{} (per {})", section.name, section.unit),
             cell(Some(0)),
             cell(Some(1)),
@@ -535,17 +546,18 @@ fn summary(kinds: &[Kind], sections: &[Section], memory: &[Vec<f64>], skipped: O
         }
     };
     println!(
-        "  {:<54} {:>10} {:>10} {:>10} {:>24} {:>24}",
-        format!(
-            "idle memory (RSS per connection){}",
-            verdict(kib(Some(0)), 4.0)
-        ),
+        "  {:<54} {:>10} {:>10} {:>10} {:>36} {:>36}",
+        "idle memory (RSS per connection)",
         mem_cell(kib(Some(0))),
         mem_cell(kib(Some(1))),
         mem_cell(kib(uws)),
         ratio(Some(1)),
         ratio(uws)
     );
+    let memory_verdict = verdict(kib(Some(0)), 4.0);
+    if !memory_verdict.is_empty() {
+        println!("  wharf's idle memory against the target of at most 4 KiB per connection:{memory_verdict}");
+    }
     if let Some(reason) = skipped {
         println!("  (no uws column, skipped {reason})");
     }
