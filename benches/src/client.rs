@@ -112,7 +112,12 @@ pub async fn finish(client: &mut Client, expected: CloseCode) -> BenchResult<()>
 /// closing handshake started by `close_by`, and the server's end of the TCP
 /// stream.
 pub async fn cycle(addr: SocketAddr, close_by: CloseBy) -> BenchResult<()> {
-    let mut client = connect(addr, crate::ECHO_PATH).await?;
+    cycle_on(addr, crate::ECHO_PATH, close_by).await
+}
+
+/// [`cycle`] on `path`.
+pub async fn cycle_on(addr: SocketAddr, path: &str, close_by: CloseBy) -> BenchResult<()> {
+    let mut client = connect(addr, path).await?;
     echo(&mut client, Message::text(CYCLE_MESSAGE)).await?;
     let expected = match close_by {
         CloseBy::Client => {
@@ -139,10 +144,21 @@ pub async fn churn(
     concurrency: usize,
     cycles: u64,
 ) -> BenchResult<Duration> {
+    churn_on(addr, crate::ECHO_PATH, close_by, concurrency, cycles).await
+}
+
+/// [`churn`] on `path`.
+pub async fn churn_on(
+    addr: SocketAddr,
+    path: &str,
+    close_by: CloseBy,
+    concurrency: usize,
+    cycles: u64,
+) -> BenchResult<Duration> {
     let next = AtomicU64::new(0);
     let worker = || async {
         while next.fetch_add(1, Ordering::Relaxed) < cycles {
-            cycle(addr, close_by).await?;
+            cycle_on(addr, path, close_by).await?;
         }
         BenchResult::Ok(())
     };

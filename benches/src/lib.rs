@@ -1,17 +1,22 @@
 //! Code the Wharf benchmarks share: the servers under test, the client
 //! cycles that drive them, thread pinning, and readings from `/proc`.
 //!
-//! Every bench starts its servers in-process on 127.0.0.1 and drives them
-//! with async-tungstenite clients from the bench's main thread:
+//! Every bench starts its servers on 127.0.0.1, in-process or (`compare`,
+//! `large`) as processes of their own, and drives them with
+//! async-tungstenite clients from the bench's main thread:
 //!
 //! - [`WharfServer`] is Wharf with the routes the benches use: an echo
 //!   fallback (the text `kick` makes the server close with 1008), a route
 //!   that hands each connection's [`Handle`](wharf::Handle) to the bench, and
 //!   a silent route for broadcasts.
 //! - [`start_bare`] is the baseline: the same echo written directly on
-//!   async-tungstenite with tungstenite's default `WebSocketConfig`, on the
-//!   same runtime, so each report shows Wharf's cost relative to the layer
-//!   it is built on.
+//!   async-tungstenite with tungstenite's default `WebSocketConfig` but
+//!   Wharf's read buffer size ([`servers::bare_config`]), on the same
+//!   runtime, so each report shows Wharf's cost relative to the layer it is
+//!   built on.
+//! - [`process`] runs those servers, and uWebSockets.js when installed, as
+//!   processes of their own (`compare`, `large`), measured from `/proc`;
+//!   [`report`] measures blocks of operations against them in rounds.
 //! - [`client`] holds the client side: one churn [`cycle`](client::cycle)
 //!   (connect, upgrade, one 16-byte echo, close handshake), concurrent
 //!   [`churn`](client::churn), echo rounds.
@@ -28,7 +33,9 @@
 
 pub mod client;
 pub mod pin;
+pub mod process;
 pub mod procfs;
+pub mod report;
 pub mod servers;
 pub mod tls;
 

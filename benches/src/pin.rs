@@ -123,3 +123,35 @@ impl Pinning {
         eprintln!("{bench}: {self}");
     }
 }
+
+/// The cores of a bench whose servers are processes of their own
+/// (`compare`, `large`): the first core this process may use for the
+/// servers, the second for the clients; `None` when pinning is off
+/// (`WHARF_BENCH_PIN=0`) or fewer than two cores are available.
+///
+/// Call it before pinning anything: it reads the cores the process may use.
+pub fn process_cores() -> Option<(CoreId, CoreId)> {
+    if std::env::var_os("WHARF_BENCH_PIN").is_some_and(|v| v == "0") {
+        return None;
+    }
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    match cores[..] {
+        [server, client, ..] => Some((server, client)),
+        _ => None,
+    }
+}
+
+/// Runs `f` with the calling thread pinned to `core`, then pins it to
+/// `back`. A child process started in `f` inherits `core` (the affinity of
+/// the thread that forks), and so do all its threads: this is how the
+/// server processes land on the server's core whatever program they run.
+pub fn on_core<T>(core: Option<CoreId>, back: Option<CoreId>, f: impl FnOnce() -> T) -> T {
+    if let Some(core) = core {
+        core_affinity::set_for_current(core);
+    }
+    let result = f();
+    if let Some(back) = back {
+        core_affinity::set_for_current(back);
+    }
+    result
+}

@@ -1,5 +1,7 @@
-//! Readings of this process from `/proc` (Linux only): resident memory,
-//! open descriptors, the descriptor limit, and TCP connection states.
+//! Readings from `/proc` (Linux only): resident memory, open descriptors,
+//! the descriptor limit and TCP connection states of this process, and the
+//! CPU time and resident memory of another process by its pid (the server
+//! processes of `compare` and `large`).
 //!
 //! Each function reads its file once and returns `None` (or zero counts)
 //! when the file is missing or unreadable, so a bench on another system
@@ -25,8 +27,18 @@ pub fn peak_rss_kib() -> Option<u64> {
     status_field("VmHWM:")
 }
 
+/// Resident set size of process `pid` in KiB (`VmRSS` of
+/// `/proc/<pid>/status`).
+pub fn pid_rss_kib(pid: u32) -> Option<u64> {
+    status_field_of(&pid.to_string(), "VmRSS:")
+}
+
 fn status_field(name: &str) -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+    status_field_of("self", name)
+}
+
+fn status_field_of(process: &str, name: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(name))?;
     line[name.len()..].split_whitespace().next()?.parse().ok()
 }
@@ -131,19 +143,17 @@ impl CpuTicks {
                 ticks.machine_busy = ticks.machine_total.saturating_sub(idle);
             }
         }
-        if let Ok(stat) = fs::read_to_string("/proc/self/stat") {
-            // Fields after the command name (which may hold spaces) start
-            // at the state; utime and stime are the 12th and 13th of them.
-            if let Some(rest) = stat.rsplit(')').next() {
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let parse = |i: usize| {
-                    fields
-                        .get(i)
-                        .and_then(|f| f.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
-                ticks.this_process = parse(11) + parse(12);
-            }
+        ticks.this_process = process_ticks("self").unwrap_or(0);
+        ticks
+    }
+
+    /// [`now`](Self::now), with the ticks of processes `pids` counted in
+    /// [`this_process`](Self::this_process): ours too, so that
+    /// [`others_busy_since`](Self::others_busy_since) leaves them out.
+    pub fn now_with(pids: &[u32]) -> CpuTicks {
+        let mut ticks = CpuTicks::now();
+        for &pid in pids {
+            ticks.this_process += pid_cpu_ticks(pid).unwrap_or(0);
         }
         ticks
     }
@@ -160,6 +170,32 @@ impl CpuTicks {
         }
         busy.saturating_sub(ours) as f64 / total as f64
     }
+}
+
+/// Clock ticks per second of `/proc`'s CPU times (`USER_HZ`): 100 on
+/// every Linux architecture the benches run on (`getconf CLK_TCK`).
+pub const TICKS_PER_SECOND: u64 = 100;
+
+/// CPU time process `pid` has run, user and system, all its threads
+/// together, including threads that have exited (`utime` + `stime` of
+/// `/proc/<pid>/stat`), in clock ticks ([`TICKS_PER_SECOND`]).
+pub fn pid_cpu_ticks(pid: u32) -> Option<u64> {
+    process_ticks(&pid.to_string())
+}
+
+/// [`pid_cpu_ticks`] of this process.
+pub fn self_cpu_ticks() -> Option<u64> {
+    process_ticks("self")
+}
+
+fn process_ticks(process: &str) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the
+    // state; utime and stime are the 12th and 13th of them.
+    let rest = stat.rsplit(')').next()?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parse = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(parse(11)? + parse(12)?)
 }
 
 /// The kernel's id of the calling thread (from the `/proc/thread-self`

@@ -15,7 +15,7 @@ use async_std::channel::{self, Receiver, Sender};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
 use wharf::{CloseCode, Conn, Handle, Handler, Message, Registry};
@@ -98,7 +98,9 @@ impl WharfServer {
         Self::start_with(|server| server.tls(tls)).await
     }
 
-    async fn start_with(
+    /// [`start`](Self::start) with the builder changed by `configure`
+    /// first (`read_buffer_size`, say).
+    pub async fn start_with(
         configure: impl FnOnce(wharf::Server) -> wharf::Server,
     ) -> wharf::Result<Self> {
         let (sender, handles) = channel::unbounded();
@@ -160,21 +162,35 @@ pub async fn wait_for_count(registry: &Registry, count: usize, limit: Duration) 
     }
 }
 
+/// The baseline's configuration: tungstenite's defaults but the read
+/// buffer, which is Wharf's default, [`wharf::DEFAULT_READ_BUFFER_SIZE`]
+/// (read from the constant, so the two stay alike when it changes).
+/// tungstenite's own default of 128 KiB costs the bare server page faults
+/// and zero-filling on every read that Wharf does not pay, which hid
+/// Wharf's overhead in earlier comparisons.
+pub fn bare_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(wharf::DEFAULT_READ_BUFFER_SIZE)
+}
+
 /// Starts the baseline: an echo server written directly on
-/// async-tungstenite (`accept_async`, tungstenite's default
-/// `WebSocketConfig`, so its default 128 KiB read buffer), bound to
-/// 127.0.0.1 on a free port. It runs until the process exits.
+/// async-tungstenite (`accept_async_with_config` with [`bare_config`]),
+/// bound to 127.0.0.1 on a free port. It runs until the process exits.
 ///
 /// It behaves as [`WharfServer`]'s echo route does, minus everything Wharf
 /// adds (registry, send queue, handler dispatch, close bookkeeping, logs).
 pub async fn start_bare() -> io::Result<SocketAddr> {
+    start_bare_with(bare_config()).await
+}
+
+/// [`start_bare`] with another tungstenite configuration.
+pub async fn start_bare_with(config: WebSocketConfig) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     task::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    task::spawn(bare_connection(stream));
+                    task::spawn(bare_connection(stream, config));
                 }
                 // Out of descriptors, say: pause rather than spin.
                 Err(_) => task::sleep(Duration::from_millis(20)).await,
@@ -185,10 +201,10 @@ pub async fn start_bare() -> io::Result<SocketAddr> {
 }
 
 /// One baseline connection: upgrade, echo, close.
-async fn bare_connection(stream: TcpStream) {
+async fn bare_connection(stream: TcpStream, config: WebSocketConfig) {
     // Wharf sets it too: small frames must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let Ok(mut ws) = async_tungstenite::accept_async(stream).await else {
+    let Ok(mut ws) = async_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     // tungstenite answers the peer's Close by itself; once the handshake is
