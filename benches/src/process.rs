@@ -19,7 +19,7 @@
 //! uWebSockets.js is `node SERVER_JS PORT` with `SERVER_JS` from
 //! [`UWS_ENV`] (default [`UWS_DEFAULT`]); install it once as
 //! `benches/README.md` says. When node or the script is missing, or the
-//! server does not come up, [`ServerProcess::spawn`] fails with the
+//! server does not come up, [`Spawner::spawn`] fails with the
 //! reason and the bench skips that server. Nothing in the project
 //! depends on it.
 
