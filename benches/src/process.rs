@@ -19,7 +19,7 @@
 //! uWebSockets.js is `node SERVER_JS PORT` with `SERVER_JS` from
 //! [`UWS_ENV`] (default [`UWS_DEFAULT`]); install it once as
 //! `benches/README.md` says. When node or the script is missing, or the
-//! server does not come up, [`ServerProcess::spawn`] fails with the
+//! server does not come up, [`Spawner::spawn`] fails with the
 //! reason and the bench skips that server. Nothing in the project
 //! depends on it.
 
@@ -207,6 +207,7 @@ impl Spawner {
         let stdout = child.stdout.take();
         let mut process = ServerProcess {
             name: kind.name(),
+            exits_on_eof: *kind != Kind::Uws,
             pid: child.id(),
             child,
             stdin,
@@ -274,10 +275,16 @@ fn free_port() -> BenchResult<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A server process; killed when dropped.
+/// A server process; ended when dropped: a Rust server exits when its
+/// standard input closes (so a wrapper such as `perf record` ends cleanly
+/// and writes its output), and is killed if it has not within two
+/// seconds; node is killed at once, with any processes it (or its wrapper)
+/// started.
 #[derive(Debug)]
 pub struct ServerProcess {
     name: &'static str,
+    /// Whether it exits by itself once its standard input closes.
+    exits_on_eof: bool,
     pid: u32,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -333,6 +340,25 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         drop(self.stdin.take());
+        if self.exits_on_eof {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(2) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Under a wrapper the server is the child's descendant: end those
+        // too, before they are orphaned.
+        let descendants = procfs::descendants(self.pid);
+        if !descendants.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(descendants.iter().map(u32::to_string))
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -198,6 +198,32 @@ fn process_ticks(process: &str) -> Option<u64> {
     Some(parse(11)? + parse(12)?)
 }
 
+/// The processes descended from process `pid` (children, their children,
+/// ...), from the parent ids in `/proc/<pid>/stat`; empty when unreadable.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| {
+            let child: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // After the command name: state, then the parent's id.
+            let parent = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
+            Some((child, parent.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// The kernel's id of the calling thread (from the `/proc/thread-self`
 /// link, `PID/task/TID`).
 pub fn current_thread_id() -> Option<u32> {
