@@ -95,10 +95,11 @@ pub(crate) trait Host: Sync {
     fn clock(&self) -> Clock;
     /// A key for this connection's one deadline.
     fn deadline_key(&self) -> u64;
-    /// Wakes `waker` once `at` has passed; replaces `key`'s deadline.
-    fn set_deadline(&self, key: u64, at: Instant, waker: &Waker);
-    /// Forgets `key`'s deadline.
-    fn cancel_deadline(&self, key: u64);
+    /// Wakes `waker` once `at` has passed; replaces `key`'s `previous`
+    /// deadline, the one set last (the host keeps no index by key).
+    fn set_deadline(&self, key: u64, previous: Option<Instant>, at: Instant, waker: &Waker);
+    /// Forgets `key`'s deadline `at`.
+    fn cancel_deadline(&self, key: u64, at: Instant);
     /// Adds data messages received and written.
     fn count_messages(&self, received: u64, sent: u64);
     /// Counts one connection end.
@@ -204,9 +205,14 @@ pub(crate) struct Driver<'c> {
     policies: Policies,
     /// The server's clock: every instant below is read from it.
     clock: Clock,
-    ws: Option<Ws>,
+    /// The socket, in a slot of the connection task's own (`None` once
+    /// closed): borrowed rather than moved in, so that the task, which
+    /// must hold the socket before the driver exists, holds it only once.
+    ws: &'c mut Option<Ws>,
     phase: Phase,
-    limits: Limits,
+    /// The server's limits, shared by its connections (not a copy: an idle
+    /// connection's task holds the driver).
+    limits: &'c Limits,
     /// When the close in progress gives up on the peer.
     close_at: Option<Instant>,
     /// Once `Terminated`: when a handler still running is dropped.
@@ -239,8 +245,8 @@ impl<'c> Driver<'c> {
         conn: &'c Conn,
         events: &'c dyn Events,
         host: &'c dyn Host,
-        ws: Ws,
-        limits: Limits,
+        ws: &'c mut Option<Ws>,
+        limits: &'c Limits,
     ) -> Self {
         #[cfg(feature = "test-util")]
         let clock = host.clock();
@@ -255,7 +261,7 @@ impl<'c> Driver<'c> {
             timer_key: host.deadline_key(),
             registered: None,
             policies: Policies::new(now),
-            ws: Some(ws),
+            ws,
             phase: Phase::Open,
             limits,
             close_at: None,
@@ -306,8 +312,8 @@ impl<'c> Driver<'c> {
 
 impl Drop for Driver<'_> {
     fn drop(&mut self) {
-        if self.registered.is_some() {
-            self.host.cancel_deadline(self.timer_key);
+        if let Some((at, _)) = &self.registered {
+            self.host.cancel_deadline(self.timer_key, *at);
         }
         // A driver dropped before it finished (its task cancelled) leaves
         // the gauges it raised; one that finished has lowered them already.
@@ -510,7 +516,7 @@ impl<'c> Driver<'c> {
 
     /// Closes the socket and publishes the outcome to `close()` callers.
     fn terminate(&mut self, end: End) {
-        self.ws = None;
+        *self.ws = None;
         self.close_at = None;
         self.grace_at = self.clock.now().checked_add(self.limits.handler_grace);
         self.phase = Phase::Terminated;
@@ -609,7 +615,7 @@ impl<'c> Driver<'c> {
             // messages fill the inbox is anything but idle or dead.
             self.policies.heard(now, true);
         }
-        match self.policies.check(&self.limits, self.started, now) {
+        match self.policies.check(self.limits, self.started, now) {
             Some(Verdict::Close(code, reason)) => {
                 tracing::debug!(id = %self.conn.id(), code = %code, reason, "policy closes the connection");
                 self.conn.shared.request_close(code, reason.to_owned());
@@ -625,7 +631,7 @@ impl<'c> Driver<'c> {
             }
             None => {}
         }
-        self.policies.plan(&self.limits, self.started);
+        self.policies.plan(self.limits, self.started);
         self.policies.ping_due && self.poll_ping(cx)
     }
 
@@ -979,12 +985,13 @@ impl<'c> Driver<'c> {
             .map(|(at, w)| (*at, w.will_wake(waker)));
         match (wanted, current) {
             (Some(at), Some((registered, true))) if at == registered => {}
-            (Some(at), _) => {
-                self.host.set_deadline(self.timer_key, at, waker);
+            (Some(at), current) => {
+                let previous = current.map(|(registered, _)| registered);
+                self.host.set_deadline(self.timer_key, previous, at, waker);
                 self.registered = Some((at, waker.clone()));
             }
-            (None, Some(_)) => {
-                self.host.cancel_deadline(self.timer_key);
+            (None, Some((registered, _))) => {
+                self.host.cancel_deadline(self.timer_key, registered);
                 self.registered = None;
             }
             (None, None) => {}

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
-use ::http::HeaderMap;
 use event_listener::Event;
 
 use super::close::{CloseCode, CloseOutcome};
@@ -20,6 +19,7 @@ use super::message::Message;
 use crate::error::{Error, Result};
 use crate::extensions::Extensions;
 use crate::http::query::Query;
+use crate::http::PackedHeaders;
 
 /// A connection's identifier, unique for the life of its server, and
 /// across every node of a cluster.
@@ -171,7 +171,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tcp_peer: SocketAddr,
     pub(crate) path: Arc<str>,
     pub(crate) query: Query,
-    pub(crate) headers: HeaderMap,
+    /// Packed; rebuilt as a `HeaderMap` when a handler asks.
+    pub(crate) headers: PackedHeaders,
     pub(crate) subprotocol: Option<String>,
 }
 
