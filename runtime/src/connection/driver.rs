@@ -230,6 +230,11 @@ pub(crate) struct Driver<'c> {
     end: Option<End>,
     /// Frames left to read in this poll; see [`READ_BUDGET`].
     budget: u32,
+    /// A read of this poll found nothing: the socket's waker is registered
+    /// with the reactor, which wakes the task when more arrives. Until
+    /// then another read would only be a system call failing with
+    /// `EAGAIN`, so the rest of the poll does not try.
+    read_blocked: bool,
     /// The server gave up on the connection before it ended (see `abort`).
     dropped: bool,
     /// The send queue was full when last looked at (by the slow-consumer
@@ -276,6 +281,7 @@ impl<'c> Driver<'c> {
             reported: (0, 0),
             end: None,
             budget: READ_BUDGET,
+            read_blocked: false,
             dropped: false,
             queue_full: false,
             pressure: (false, false),
@@ -384,6 +390,7 @@ impl<'c> Driver<'c> {
         let shared = &self.conn.shared;
         shared.set_waker(cx.waker());
         self.budget = READ_BUDGET;
+        self.read_blocked = false;
         if shared.is_aborted() {
             self.abort();
         }
@@ -561,7 +568,7 @@ impl<'c> Driver<'c> {
     fn abort(&mut self) {
         self.running = None;
         self.clear_inbox();
-        self.dropped = !matches!(self.phase, Phase::Terminated);
+        self.dropped |= !matches!(self.phase, Phase::Terminated);
         match self.phase {
             Phase::Terminated => {}
             Phase::Open => self.drop_socket("Dropped at shutdown", CloseOutcome::TimedOut),
@@ -697,7 +704,7 @@ impl<'c> Driver<'c> {
         // answered (a pong), so a peer that has seen our answer knows its
         // frame was heard no later than that.
         let (mut heard, mut active): (Option<Instant>, bool) = (None, false);
-        while self.inbox_has_room() && self.spend() {
+        while !self.read_blocked && self.inbox_has_room() && self.spend() {
             // While our writes are blocked (the peer does not read), reading
             // waits too: each ping read would queue a pong in memory, so a
             // peer flooding pings without reading could grow it without
@@ -713,7 +720,10 @@ impl<'c> Driver<'c> {
                 break;
             }
             match self.ws().poll_next(cx) {
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    break;
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     progress = true;
                     if heard.is_none() {
@@ -744,6 +754,15 @@ impl<'c> Driver<'c> {
                             self.unflushed = true;
                             return true;
                         }
+                    }
+                    if self.running.is_none() && !self.inbox.is_empty() {
+                        // The handler is idle: it takes this message at
+                        // once, and its reply is written before the next
+                        // read. Reading on first would mostly find nothing
+                        // (a peer that waits for the reply has sent no
+                        // more) and cost a failed read and a re-arm of the
+                        // reactor per message.
+                        break;
                     }
                 }
                 Poll::Ready(Some(Err(err))) => {
