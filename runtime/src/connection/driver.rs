@@ -388,7 +388,7 @@ impl<'c> Driver<'c> {
 
     fn poll_steps(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let shared = &self.conn.shared;
-        shared.set_waker(cx.waker());
+        shared.begin_poll(cx.waker());
         self.budget = READ_BUDGET;
         self.read_blocked = false;
         if shared.is_aborted() {
@@ -412,14 +412,24 @@ impl<'c> Driver<'c> {
             };
             if let Phase::Terminated = self.phase {
                 if self.running.is_none() && self.inbox.is_empty() {
+                    shared.stop_polling();
                     return Poll::Ready(());
                 }
             }
             if !progress {
+                if shared.end_poll() {
+                    // A send, close request or abort came during this
+                    // poll, perhaps after its look: look again.
+                    if shared.is_aborted() {
+                        self.abort();
+                    }
+                    continue;
+                }
                 return Poll::Pending;
             }
             if self.budget == 0 {
                 // More may be readable: come back after other tasks ran.
+                shared.stop_polling();
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -836,9 +846,12 @@ impl<'c> Driver<'c> {
             Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
             Ok(p) => progress |= p,
         }
-        while self.spend() {
+        while !self.read_blocked && self.spend() {
             match self.ws().poll_next(cx) {
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    break;
+                }
                 Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
                     if let Phase::ClosingByUs {
                         stage: CloseStage::Awaiting,
