@@ -48,6 +48,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -451,7 +452,12 @@ impl<'c> Driver<'c> {
         let mut progress = false;
         loop {
             if let Some(running) = self.running.as_mut() {
-                match running.as_mut().poll(cx) {
+                // A panicking handler fails like one that returned an
+                // error (logged, 1011); the `Events` futures are not
+                // wrapped, so this is where a panic is caught.
+                let poll = panic::catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)))
+                    .unwrap_or_else(|_| Poll::Ready(Err(Error::handler("handler panicked"))));
+                match poll {
                     Poll::Pending => return progress,
                     Poll::Ready(result) => {
                         self.running = None;
