@@ -6,6 +6,41 @@
 //! async-io's). async-std is discontinued upstream in favour of smol, so this
 //! module is the one file to change when the runtime moves; no other module may
 //! name `async_std` or `async_io`.
+//!
+//! # The execution model, and why it stays async-std's
+//!
+//! Connections run as tasks on async-std's global executor (its worker
+//! threads, `ASYNC_STD_THREAD_COUNT`), and their sockets and timers are
+//! async-io's: a worker with nothing to run drives the reactor itself
+//! (`block_on`) when async-io's own reactor thread does not hold it, and
+//! the hand-over between the two shows as `futex`, `epoll_pwait`,
+//! `timerfd_settime` and eventfd `read` calls. uWebSockets avoids them
+//! with one thread per core that polls epoll and runs its connections.
+//!
+//! A mode like it was considered for issue 14 (each worker an
+//! async-executor `LocalExecutor` inside async-io's `block_on`, accepting
+//! from a shared listener) but not built, because what it would remove
+//! is not Wharf's: with the driver's own wake-ups and failed reads gone
+//! (see `connection/driver.rs`), Wharf makes as many of these calls as a
+//! bare async-tungstenite server on the same runtime. Counted with
+//! `strace -c -f` on a server with one executor thread pinned to one core,
+//! clients on the other (strace slows the server, so the counts depend on
+//! the load; the two columns of a row are from one sitting):
+//!
+//! | per | Wharf | bare async-tungstenite, same 1 KiB buffer |
+//! | --- | --- | --- |
+//! | echoed message (64 connections, 64 B) | `futex` 0.11, `epoll_pwait` 0.10, `timerfd_settime` 0.10, eventfd `read` 0.10 | 0.12, 0.11, 0.11, 0.11 |
+//! | churn cycle (32 clients, client close) | `futex` 1.68, the other three 0.50 each | 1.97, 0.64 each |
+//! | churn cycle (server close) | `futex` 2.01, the other three 0.65 each | 2.43, 0.86 each |
+//!
+//! A thread-per-core mode would have to beat both, and it changes what
+//! handlers may assume: a task a handler spawns with `async_std::task`
+//! would still run on async-std's threads, so its sends to the connection
+//! (through a `Handle`) would cross threads as they do now, while futures
+//! of the handler itself would run on the connection's worker, and a
+//! handler that blocks would stall every connection of that worker, not
+//! one executor thread among several. Until it is built and measured
+//! against this table, the runtime stays async-std's.
 
 use std::future::Future;
 use std::io;

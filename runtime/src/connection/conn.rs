@@ -108,7 +108,7 @@ impl Conn {
     /// }
     /// ```
     pub fn headers(&self) -> &HeaderMap {
-        &self.shared.info.headers
+        self.shared.info.headers.get()
     }
 
     /// The subprotocol agreed in the opening handshake, if any (see

@@ -48,6 +48,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -95,10 +96,11 @@ pub(crate) trait Host: Sync {
     fn clock(&self) -> Clock;
     /// A key for this connection's one deadline.
     fn deadline_key(&self) -> u64;
-    /// Wakes `waker` once `at` has passed; replaces `key`'s deadline.
-    fn set_deadline(&self, key: u64, at: Instant, waker: &Waker);
-    /// Forgets `key`'s deadline.
-    fn cancel_deadline(&self, key: u64);
+    /// Wakes `waker` once `at` has passed; replaces `key`'s `previous`
+    /// deadline, the one set last (the host keeps no index by key).
+    fn set_deadline(&self, key: u64, previous: Option<Instant>, at: Instant, waker: &Waker);
+    /// Forgets `key`'s deadline `at`.
+    fn cancel_deadline(&self, key: u64, at: Instant);
     /// Adds data messages received and written.
     fn count_messages(&self, received: u64, sent: u64);
     /// Counts one connection end.
@@ -204,9 +206,14 @@ pub(crate) struct Driver<'c> {
     policies: Policies,
     /// The server's clock: every instant below is read from it.
     clock: Clock,
-    ws: Option<Ws>,
+    /// The socket, in a slot of the connection task's own (`None` once
+    /// closed): borrowed rather than moved in, so that the task, which
+    /// must hold the socket before the driver exists, holds it only once.
+    ws: &'c mut Option<Ws>,
     phase: Phase,
-    limits: Limits,
+    /// The server's limits, shared by its connections (not a copy: an idle
+    /// connection's task holds the driver).
+    limits: &'c Limits,
     /// When the close in progress gives up on the peer.
     close_at: Option<Instant>,
     /// Once `Terminated`: when a handler still running is dropped.
@@ -224,6 +231,11 @@ pub(crate) struct Driver<'c> {
     end: Option<End>,
     /// Frames left to read in this poll; see [`READ_BUDGET`].
     budget: u32,
+    /// A read of this poll found nothing: the socket's waker is registered
+    /// with the reactor, which wakes the task when more arrives. Until
+    /// then another read would only be a system call failing with
+    /// `EAGAIN`, so the rest of the poll does not try.
+    read_blocked: bool,
     /// The server gave up on the connection before it ended (see `abort`).
     dropped: bool,
     /// The send queue was full when last looked at (by the slow-consumer
@@ -239,8 +251,8 @@ impl<'c> Driver<'c> {
         conn: &'c Conn,
         events: &'c dyn Events,
         host: &'c dyn Host,
-        ws: Ws,
-        limits: Limits,
+        ws: &'c mut Option<Ws>,
+        limits: &'c Limits,
     ) -> Self {
         #[cfg(feature = "test-util")]
         let clock = host.clock();
@@ -255,7 +267,7 @@ impl<'c> Driver<'c> {
             timer_key: host.deadline_key(),
             registered: None,
             policies: Policies::new(now),
-            ws: Some(ws),
+            ws,
             phase: Phase::Open,
             limits,
             close_at: None,
@@ -270,6 +282,7 @@ impl<'c> Driver<'c> {
             reported: (0, 0),
             end: None,
             budget: READ_BUDGET,
+            read_blocked: false,
             dropped: false,
             queue_full: false,
             pressure: (false, false),
@@ -306,8 +319,8 @@ impl<'c> Driver<'c> {
 
 impl Drop for Driver<'_> {
     fn drop(&mut self) {
-        if self.registered.is_some() {
-            self.host.cancel_deadline(self.timer_key);
+        if let Some((at, _)) = &self.registered {
+            self.host.cancel_deadline(self.timer_key, *at);
         }
         // A driver dropped before it finished (its task cancelled) leaves
         // the gauges it raised; one that finished has lowered them already.
@@ -376,8 +389,9 @@ impl<'c> Driver<'c> {
 
     fn poll_steps(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let shared = &self.conn.shared;
-        shared.set_waker(cx.waker());
+        shared.begin_poll(cx.waker());
         self.budget = READ_BUDGET;
+        self.read_blocked = false;
         if shared.is_aborted() {
             self.abort();
         }
@@ -399,14 +413,24 @@ impl<'c> Driver<'c> {
             };
             if let Phase::Terminated = self.phase {
                 if self.running.is_none() && self.inbox.is_empty() {
+                    shared.stop_polling();
                     return Poll::Ready(());
                 }
             }
             if !progress {
+                if shared.end_poll() {
+                    // A send, close request or abort came during this
+                    // poll, perhaps after its look: look again.
+                    if shared.is_aborted() {
+                        self.abort();
+                    }
+                    continue;
+                }
                 return Poll::Pending;
             }
             if self.budget == 0 {
                 // More may be readable: come back after other tasks ran.
+                shared.stop_polling();
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -428,7 +452,12 @@ impl<'c> Driver<'c> {
         let mut progress = false;
         loop {
             if let Some(running) = self.running.as_mut() {
-                match running.as_mut().poll(cx) {
+                // A panicking handler fails like one that returned an
+                // error (logged, 1011); the `Events` futures are not
+                // wrapped, so this is where a panic is caught.
+                let poll = panic::catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)))
+                    .unwrap_or_else(|_| Poll::Ready(Err(Error::handler("handler panicked"))));
+                match poll {
                     Poll::Pending => return progress,
                     Poll::Ready(result) => {
                         self.running = None;
@@ -510,7 +539,7 @@ impl<'c> Driver<'c> {
 
     /// Closes the socket and publishes the outcome to `close()` callers.
     fn terminate(&mut self, end: End) {
-        self.ws = None;
+        *self.ws = None;
         self.close_at = None;
         self.grace_at = self.clock.now().checked_add(self.limits.handler_grace);
         self.phase = Phase::Terminated;
@@ -555,7 +584,7 @@ impl<'c> Driver<'c> {
     fn abort(&mut self) {
         self.running = None;
         self.clear_inbox();
-        self.dropped = !matches!(self.phase, Phase::Terminated);
+        self.dropped |= !matches!(self.phase, Phase::Terminated);
         match self.phase {
             Phase::Terminated => {}
             Phase::Open => self.drop_socket("Dropped at shutdown", CloseOutcome::TimedOut),
@@ -609,7 +638,7 @@ impl<'c> Driver<'c> {
             // messages fill the inbox is anything but idle or dead.
             self.policies.heard(now, true);
         }
-        match self.policies.check(&self.limits, self.started, now) {
+        match self.policies.check(self.limits, self.started, now) {
             Some(Verdict::Close(code, reason)) => {
                 tracing::debug!(id = %self.conn.id(), code = %code, reason, "policy closes the connection");
                 self.conn.shared.request_close(code, reason.to_owned());
@@ -625,7 +654,7 @@ impl<'c> Driver<'c> {
             }
             None => {}
         }
-        self.policies.plan(&self.limits, self.started);
+        self.policies.plan(self.limits, self.started);
         self.policies.ping_due && self.poll_ping(cx)
     }
 
@@ -691,7 +720,7 @@ impl<'c> Driver<'c> {
         // answered (a pong), so a peer that has seen our answer knows its
         // frame was heard no later than that.
         let (mut heard, mut active): (Option<Instant>, bool) = (None, false);
-        while self.inbox_has_room() && self.spend() {
+        while !self.read_blocked && self.inbox_has_room() && self.spend() {
             // While our writes are blocked (the peer does not read), reading
             // waits too: each ping read would queue a pong in memory, so a
             // peer flooding pings without reading could grow it without
@@ -707,7 +736,10 @@ impl<'c> Driver<'c> {
                 break;
             }
             match self.ws().poll_next(cx) {
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    break;
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     progress = true;
                     if heard.is_none() {
@@ -738,6 +770,15 @@ impl<'c> Driver<'c> {
                             self.unflushed = true;
                             return true;
                         }
+                    }
+                    if self.running.is_none() && !self.inbox.is_empty() {
+                        // The handler is idle: it takes this message at
+                        // once, and its reply is written before the next
+                        // read. Reading on first would mostly find nothing
+                        // (a peer that waits for the reply has sent no
+                        // more) and cost a failed read and a re-arm of the
+                        // reactor per message.
+                        break;
                     }
                 }
                 Poll::Ready(Some(Err(err))) => {
@@ -811,9 +852,12 @@ impl<'c> Driver<'c> {
             Err(()) => return self.closing_failed(CloseOutcome::PeerGone),
             Ok(p) => progress |= p,
         }
-        while self.spend() {
+        while !self.read_blocked && self.spend() {
             match self.ws().poll_next(cx) {
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    break;
+                }
                 Poll::Ready(Some(Ok(Frame::Close(frame)))) => {
                     if let Phase::ClosingByUs {
                         stage: CloseStage::Awaiting,
@@ -979,12 +1023,13 @@ impl<'c> Driver<'c> {
             .map(|(at, w)| (*at, w.will_wake(waker)));
         match (wanted, current) {
             (Some(at), Some((registered, true))) if at == registered => {}
-            (Some(at), _) => {
-                self.host.set_deadline(self.timer_key, at, waker);
+            (Some(at), current) => {
+                let previous = current.map(|(registered, _)| registered);
+                self.host.set_deadline(self.timer_key, previous, at, waker);
                 self.registered = Some((at, waker.clone()));
             }
-            (None, Some(_)) => {
-                self.host.cancel_deadline(self.timer_key);
+            (None, Some((registered, _))) => {
+                self.host.cancel_deadline(self.timer_key, registered);
                 self.registered = None;
             }
             (None, None) => {}

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
-use ::http::HeaderMap;
 use event_listener::Event;
 
 use super::close::{CloseCode, CloseOutcome};
@@ -20,6 +19,7 @@ use super::message::Message;
 use crate::error::{Error, Result};
 use crate::extensions::Extensions;
 use crate::http::query::Query;
+use crate::http::PackedHeaders;
 
 /// A connection's identifier, unique for the life of its server, and
 /// across every node of a cluster.
@@ -134,6 +134,35 @@ struct State {
     queue: VecDeque<Message>,
     life: Life,
     driver: Option<Waker>,
+    /// The driver is in its poll: it looks at the queue and the close
+    /// request again before it returns, so a push or request meanwhile
+    /// need not wake it (a wake now would only poll it once more, for
+    /// nothing, after this poll). `missed` records that one came;
+    /// `missed_push` that a push came, forgotten once the driver finds the
+    /// queue empty (its own handler's sends, written in the same poll).
+    polling: bool,
+    missed: bool,
+    missed_push: bool,
+}
+
+impl State {
+    /// The driver's waker for a push, or none while it is polling.
+    fn push_waker(&mut self) -> Option<Waker> {
+        if self.polling {
+            self.missed_push = true;
+            return None;
+        }
+        self.driver.clone()
+    }
+
+    /// The driver's waker, or none while it is polling (see `polling`).
+    fn waker(&mut self) -> Option<Waker> {
+        if self.polling {
+            self.missed = true;
+            return None;
+        }
+        self.driver.clone()
+    }
 }
 
 /// Everything about one connection that outlives a single handler call.
@@ -171,7 +200,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tcp_peer: SocketAddr,
     pub(crate) path: Arc<str>,
     pub(crate) query: Query,
-    pub(crate) headers: HeaderMap,
+    /// Packed; rebuilt as a `HeaderMap` when a handler asks.
+    pub(crate) headers: PackedHeaders,
     pub(crate) subprotocol: Option<String>,
 }
 
@@ -185,6 +215,9 @@ impl Shared {
                 queue: VecDeque::new(),
                 life: Life::Open,
                 driver: None,
+                polling: false,
+                missed: false,
+                missed_push: false,
             }),
             room: Event::new(),
             ended: Event::new(),
@@ -224,7 +257,7 @@ impl Shared {
                 return Err((msg, Error::QueueFull));
             }
             state.queue.push_back(msg);
-            state.driver.clone()
+            state.push_waker()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -257,7 +290,7 @@ impl Shared {
                 return;
             }
             state.life = Life::CloseRequested(code, reason);
-            state.driver.clone()
+            state.waker()
         };
         // Senders waiting for room must now fail with `Closed`.
         self.room.notify(usize::MAX);
@@ -285,13 +318,41 @@ impl Shared {
 
     // ---- driver side ----
 
-    /// Stores the driver's waker; called at the top of every driver poll.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
+    /// Stores the driver's waker and notes that the driver is polling:
+    /// called at the top of every driver poll, which ends with
+    /// [`end_poll`](Self::end_poll) or [`stop_polling`](Self::stop_polling).
+    pub(crate) fn begin_poll(&self, waker: &Waker) {
         let mut state = self.lock();
         match &mut state.driver {
             Some(w) if w.will_wake(waker) => {}
             slot => *slot = Some(waker.clone()),
         }
+        state.polling = true;
+        state.missed = false;
+        state.missed_push = false;
+    }
+
+    /// The driver found nothing more to do. `true` when a push, close
+    /// request or abort came during the poll without waking it: the driver
+    /// looks again (and is still polling). `false`: the poll ends, and
+    /// whatever comes next wakes the driver.
+    pub(crate) fn end_poll(&self) -> bool {
+        let mut state = self.lock();
+        let missed = std::mem::take(&mut state.missed);
+        if std::mem::take(&mut state.missed_push) || missed {
+            return true;
+        }
+        state.polling = false;
+        false
+    }
+
+    /// The driver's poll ends with the driver already woken (or finished):
+    /// what comes next wakes it again.
+    pub(crate) fn stop_polling(&self) {
+        let mut state = self.lock();
+        state.polling = false;
+        state.missed = false;
+        state.missed_push = false;
     }
 
     /// Takes a pending `close()` request; the connection is `Closing` after.
@@ -339,7 +400,7 @@ impl Shared {
     /// see `aborted`.
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Relaxed);
-        let waker = self.lock().driver.clone();
+        let waker = self.lock().waker();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -362,7 +423,15 @@ impl Shared {
 
     /// The next queued message, freeing a slot.
     pub(crate) fn pop(&self) -> Option<Message> {
-        let msg = self.lock().queue.pop_front();
+        let msg = {
+            let mut state = self.lock();
+            let msg = state.queue.pop_front();
+            if msg.is_none() {
+                // Every push so far has been taken: none is missed.
+                state.missed_push = false;
+            }
+            msg
+        };
         if msg.is_some() {
             self.room.notify(1);
         }

@@ -105,6 +105,21 @@ pub trait Handler: Send + Sync + 'static {
     fn check(&self) -> Result<()> {
         Ok(())
     }
+
+    /// `on_connect` as the driver calls it: one boxed future. Used by
+    /// [`HandlerFns`](crate::HandlerFns) to hand over the future its
+    /// function already boxed instead of boxing it again.
+    #[doc(hidden)]
+    fn boxed_connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.on_connect(conn))
+    }
+
+    /// `on_message` as the driver calls it: one boxed future, one
+    /// allocation per message (see [`boxed_connect`](Self::boxed_connect)).
+    #[doc(hidden)]
+    fn boxed_message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.on_message(conn, msg))
+    }
 }
 
 /// [`Handler`] with boxed futures, so routes can hold different handler
@@ -117,13 +132,16 @@ pub(crate) trait DynHandler: Send + Sync {
     fn events(&self) -> &dyn Events;
 }
 
+/// A panic in these futures is caught where the driver polls them (and
+/// becomes an error, as a returned `Err` is), so they are boxed once and
+/// not wrapped.
 impl<H: Handler> Events for H {
     fn connect<'a>(&'a self, conn: &'a Conn) -> BoxFuture<'a, Result<()>> {
-        Box::pin(contain(self.on_connect(conn)))
+        self.boxed_connect(conn)
     }
 
     fn message<'a>(&'a self, conn: &'a Conn, msg: Message) -> BoxFuture<'a, Result<()>> {
-        Box::pin(contain(self.on_message(conn, msg)))
+        self.boxed_message(conn, msg)
     }
 }
 

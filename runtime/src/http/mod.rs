@@ -6,8 +6,9 @@
 //! answer the server or an upgrade handler gives instead (`response.rs`),
 //! the request as an application sees it, with what its upgrade handler
 //! adds to the `101` (`request.rs`), query-string decoding (`query.rs`),
-//! the `Origin` check (`origin.rs`) and the client address behind trusted
-//! proxies (`forwarded.rs`). It reads and writes the connection stream of
+//! the `Origin` check (`origin.rs`), the client address behind trusted
+//! proxies (`forwarded.rs`), and the headers as an open connection keeps
+//! them (`packed.rs`). It reads and writes the connection stream of
 //! `net/` and knows nothing of connections, frames or the server: once
 //! the `101` is written the socket belongs to the connection driver.
 //!
@@ -17,6 +18,7 @@
 pub(crate) mod forwarded;
 pub(crate) mod head;
 pub(crate) mod origin;
+pub(crate) mod packed;
 pub(crate) mod query;
 pub(crate) mod request;
 pub(crate) mod response;
@@ -24,6 +26,7 @@ pub(crate) mod upgrade;
 
 pub(crate) use head::{read_head, Head};
 pub(crate) use origin::{normalize_origin, origin_allowed};
+pub(crate) use packed::PackedHeaders;
 pub(crate) use query::Query;
 pub(crate) use response::{reject, response, send_and_close, RejectReason, Rejection};
 pub(crate) use upgrade::{check_upgrade, switching_protocols, Upgrade};

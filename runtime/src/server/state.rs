@@ -109,12 +109,12 @@ impl Host for Inner {
         self.timers.key()
     }
 
-    fn set_deadline(&self, key: u64, at: Instant, waker: &Waker) {
-        self.timers.set(key, at, waker);
+    fn set_deadline(&self, key: u64, previous: Option<Instant>, at: Instant, waker: &Waker) {
+        self.timers.set(key, previous, at, waker);
     }
 
-    fn cancel_deadline(&self, key: u64) {
-        self.timers.cancel(key);
+    fn cancel_deadline(&self, key: u64, at: Instant) {
+        self.timers.cancel(key, at);
     }
 
     fn count_messages(&self, received: u64, sent: u64) {

@@ -21,7 +21,7 @@
 //!
 //! This module never decides what a deadline means; it only wakes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,30 +37,28 @@ use crate::rt::{self, Clock};
 const MIN_TICK: Duration = Duration::from_millis(1);
 const MAX_TICK: Duration = Duration::from_millis(100);
 
+/// The deadlines by time. There is no index by key: every owner knows
+/// the one deadline it set and names it to replace or cancel it, which
+/// saves an idle connection the hash-map entry such an index costs.
 #[derive(Debug, Default)]
 struct Table {
     by_time: BTreeMap<(Instant, u64), Waker>,
-    by_key: HashMap<u64, Instant>,
     /// When the sweeper will next wake; `None` while it waits for a
     /// deadline to be set.
     planned: Option<Instant>,
 }
 
 impl Table {
-    fn remove(&mut self, key: u64) {
-        if let Some(at) = self.by_key.remove(&key) {
-            self.by_time.remove(&(at, key));
-        }
+    fn remove(&mut self, key: u64, at: Instant) {
+        self.by_time.remove(&(at, key));
     }
 
     /// Removes every deadline up to `now` and returns their wakers.
     fn take_due(&mut self, now: Instant) -> Vec<Waker> {
         let later = self.by_time.split_off(&(now, u64::MAX));
-        let due = std::mem::replace(&mut self.by_time, later);
-        for (_, key) in due.keys() {
-            self.by_key.remove(key);
-        }
-        due.into_values().collect()
+        std::mem::replace(&mut self.by_time, later)
+            .into_values()
+            .collect()
     }
 }
 
@@ -116,12 +114,14 @@ impl Timers {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Wakes `waker` once `at` has passed; replaces `key`'s previous
-    /// deadline.
-    pub(crate) fn set(&self, key: u64, at: Instant, waker: &Waker) {
+    /// Wakes `waker` once `at` has passed; replaces `key`'s `previous`
+    /// deadline (the one its owner set last, if it did and has not seen it
+    /// fire).
+    pub(crate) fn set(&self, key: u64, previous: Option<Instant>, at: Instant, waker: &Waker) {
         let mut table = self.lock();
-        table.remove(key);
-        table.by_key.insert(key, at);
+        if let Some(previous) = previous {
+            table.remove(key, previous);
+        }
         table.by_time.insert((at, key), waker.clone());
         if table.planned.is_none_or(|planned| at < planned) {
             table.planned = Some(at);
@@ -129,9 +129,9 @@ impl Timers {
         }
     }
 
-    /// Forgets `key`'s deadline.
-    pub(crate) fn cancel(&self, key: u64) {
-        self.lock().remove(key);
+    /// Forgets `key`'s deadline `at` (nothing when it fired already).
+    pub(crate) fn cancel(&self, key: u64, at: Instant) {
+        self.lock().remove(key, at);
     }
 
     /// Wakes the owners of every deadline up to `now`.
@@ -151,7 +151,7 @@ impl Timers {
             return Some(future.await);
         };
         let key = self.key();
-        let _cancel = Cancel(self, key);
+        let _cancel = Cancel(self, key, at);
         let mut future = pin!(future);
         let mut armed: Option<Waker> = None;
         poll_fn(|cx| {
@@ -162,7 +162,8 @@ impl Timers {
                 return Poll::Ready(None);
             }
             if !armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                self.set(key, at, cx.waker());
+                let previous = armed.is_some().then_some(at);
+                self.set(key, previous, at, cx.waker());
                 armed = Some(cx.waker().clone());
             }
             Poll::Pending
@@ -171,12 +172,12 @@ impl Timers {
     }
 }
 
-/// Cancels a deadline when its owner goes away.
-pub(crate) struct Cancel<'t>(pub(crate) &'t Timers, pub(crate) u64);
+/// Cancels a deadline (its key and instant) when its owner goes away.
+pub(crate) struct Cancel<'t>(pub(crate) &'t Timers, pub(crate) u64, pub(crate) Instant);
 
 impl Drop for Cancel<'_> {
     fn drop(&mut self) {
-        self.0.cancel(self.1);
+        self.0.cancel(self.1, self.2);
     }
 }
 
@@ -259,13 +260,13 @@ mod tests {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
         let now = Instant::now();
-        timers.set(1, now, &waker);
-        timers.set(2, now + Duration::from_secs(60), &waker);
+        timers.set(1, None, now, &waker);
+        timers.set(2, None, now + Duration::from_secs(60), &waker);
         timers.fire(now);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         timers.fire(now);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(timers.lock().by_key.len(), 1);
+        assert_eq!(timers.lock().by_time.len(), 1);
     }
 
     #[test]
@@ -274,12 +275,13 @@ mod tests {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
         let now = Instant::now();
-        timers.set(7, now + Duration::from_secs(60), &waker);
-        timers.set(7, now, &waker);
+        let later = now + Duration::from_secs(60);
+        timers.set(7, None, later, &waker);
+        timers.set(7, Some(later), now, &waker);
         assert_eq!(timers.lock().by_time.len(), 1);
-        timers.cancel(7);
+        timers.cancel(7, now);
         timers.fire(now + Duration::from_secs(120));
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
-        assert!(timers.lock().by_key.is_empty());
+        assert!(timers.lock().by_time.is_empty());
     }
 }
