@@ -16,7 +16,7 @@
 //!    server side, where they hold no ephemeral port.
 //! 2. Idle: 10,000 upgraded connections that send nothing; the RSS delta
 //!    over the count is the memory per idle connection (target: at most
-//!    8 KiB). Kernel socket buffers are not in RSS. Then the clients close
+//!    4 KiB). Kernel socket buffers are not in RSS. Then the clients close
 //!    and RSS is read again.
 //!
 //! Churn runs first, on a fresh server, so the idle phase's high-water mark
@@ -311,7 +311,7 @@ fn report() -> BenchResult<()> {
     }
     if let (Some(a), Some(b)) = (idle_before.rss_kib, idle.rss_kib) {
         let per = (b as f64 - a as f64) / plan.idle.max(1) as f64;
-        println!("RSS per idle connection: {per:.2} KiB (target: at most 8 KiB)");
+        println!("RSS per idle connection: {per:.2} KiB (target: at most 4 KiB)");
     }
     println!("peak RSS: {} KiB", show(procfs::peak_rss_kib()));
     Ok(())

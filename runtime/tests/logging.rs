@@ -91,8 +91,7 @@ async fn events_for(path: &str) -> Vec<Record> {
         !matching(&records.lock().unwrap()).is_empty()
     })
     .await;
-    let found = matching(&records.lock().unwrap());
-    found
+    matching(&records.lock().unwrap())
 }
 
 /// Echoes; "kick" closes with 1008; "fail" makes the handler fail.

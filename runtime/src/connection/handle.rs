@@ -498,7 +498,7 @@ impl fmt::Debug for Handle {
 /// and expanded in both `impl` blocks so that each type's documentation
 /// shows all of its methods. `$shared` reaches the connection's [`Shared`].
 macro_rules! connection_methods {
-    ($self:ident => $shared:expr) => {
+    ($self:ident => $shared:expr_2021) => {
         /// The connection's id.
         ///
         /// # Examples

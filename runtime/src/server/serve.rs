@@ -392,7 +392,7 @@ fn connection_task(
     extensions: Extensions,
     permit: Permit,
     seat: Seat<'_>,
-) -> impl Future<Output = ()> + Send + 'static {
+) -> impl Future<Output = ()> + Send + 'static + use<> {
     let shared = Arc::new(Shared::new(info, inner.config.send_queue, extensions));
     let conn = Conn::new(shared, inner.registry.clone(), Arc::clone(&inner.state));
     seat.fill(conn.handle());

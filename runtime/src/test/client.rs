@@ -525,7 +525,7 @@ impl TestClient {
     pub fn send_json<T: serde::Serialize + ?Sized>(
         &mut self,
         value: &T,
-    ) -> impl Future<Output = ()> + '_ {
+    ) -> impl Future<Output = ()> + '_ + use<'_, T> {
         let call = Call::here("send_json");
         let text = serde_json::to_string(value).unwrap_or_else(|err| {
             self.fail(

@@ -288,7 +288,7 @@ impl TestServer {
     pub fn connect(
         &self,
         path: &str,
-    ) -> impl Future<Output = std::result::Result<TestClient, UpgradeRejected>> {
+    ) -> impl Future<Output = std::result::Result<TestClient, UpgradeRejected>> + use<> {
         let builder = self.client(path);
         Box::pin(builder.connect_at(Location::caller()))
     }
@@ -344,7 +344,7 @@ impl TestServer {
     /// # });
     /// ```
     #[track_caller]
-    pub fn get(&self, path: &str) -> impl Future<Output = HttpResponse> + '_ {
+    pub fn get(&self, path: &str) -> impl Future<Output = HttpResponse> + '_ + use<'_> {
         let at = Location::caller();
         let path = path.to_owned();
         Box::pin(async move {
