@@ -78,11 +78,7 @@ struct Plan {
 impl Plan {
     fn from_env() -> Plan {
         let quick = quick_mode();
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        };
+        let var = wharf_benches::env_number::<usize>;
         let rounds = var("WHARF_COMPARE_ROUNDS")
             .unwrap_or(if quick { 1 } else { 21 })
             .max(1);
@@ -210,11 +206,7 @@ fn pooled_us(samples: &[Sample]) -> f64 {
 
 fn main() -> BenchResult<()> {
     wharf_benches::process::serve_if_child();
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "compare".contains(f.as_str())) {
+    if wharf_benches::filtered_out("compare") {
         return Ok(());
     }
     let plan = Plan::from_env();

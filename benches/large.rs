@@ -49,17 +49,11 @@ fn kib(bytes: usize) -> String {
 
 fn main() -> BenchResult<()> {
     wharf_benches::process::serve_if_child();
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "large".contains(f.as_str())) {
+    if wharf_benches::filtered_out("large") {
         return Ok(());
     }
     let quick = quick_mode();
-    let round_count = std::env::var("WHARF_LARGE_ROUNDS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
+    let round_count = wharf_benches::env_number::<usize>("WHARF_LARGE_ROUNDS")
         .unwrap_or(if quick { 1 } else { 9 })
         .max(1);
     let spawner = Spawner::from_env("WHARF_LARGE_WRAPPER");

@@ -67,11 +67,7 @@ fn main() {
     }
     // `cargo bench -- FILTER` passes the filter to every bench: run only
     // when no filter is given or one matches this report's name.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "memory".contains(f.as_str())) {
+    if wharf_benches::filtered_out("memory") {
         return;
     }
     if let Err(err) = report() {
@@ -91,11 +87,7 @@ struct Plan {
 impl Plan {
     fn from_env() -> Plan {
         let quick = quick_mode();
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+        let var = wharf_benches::env_number::<u64>;
         let mut plan = Plan {
             idle: var("WHARF_MEMORY_IDLE").unwrap_or(if quick { 100 } else { 10_000 }) as usize,
             cycles: var("WHARF_MEMORY_CYCLES").unwrap_or(if quick {

@@ -54,18 +54,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() -> BenchResult<()> {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "tls".contains(f.as_str())) {
+    if wharf_benches::filtered_out("tls") {
         return Ok(());
     }
     let quick = quick_mode();
-    let rounds = std::env::var("WHARF_TLS_ROUNDS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(if quick { 1 } else { 7 });
+    let rounds = wharf_benches::env_number("WHARF_TLS_ROUNDS").unwrap_or(if quick { 1 } else { 7 });
     let scale: u64 = if quick { 1 } else { 10 };
     let pinning = pin::init();
     let (server_tid, client_tid) = (pinning.server_thread, procfs::current_thread_id());

@@ -72,6 +72,25 @@ pub fn quick_mode() -> bool {
         || std::env::var_os("WHARF_BENCH_QUICK").is_some_and(|v| v != "0")
 }
 
+/// Whether the command line's filters leave out the report named `name`:
+/// the printed reports (`compare`, `large`, `memory`, `tls`) are not
+/// criterion groups, so they honour criterion's filter arguments
+/// (`cargo bench -p wharf-benches -- churn`) themselves, running when no
+/// filter is given or one is part of their name.
+pub fn filtered_out(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// The number in the environment variable `name`, when it is set and
+/// parses (surrounding white space allowed).
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
 /// Runs `step` for at most `limit`, so a bench that stops making progress
 /// fails with `what` instead of hanging.
 pub async fn within<T>(
