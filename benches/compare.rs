@@ -112,16 +112,7 @@ impl Plan {
         plan.strace = std::env::var_os("WHARF_COMPARE_STRACE").is_some_and(|v| v != "0");
         // This process and the server each hold a descriptor per idle
         // connection, plus a few hundred of their own.
-        if let Some(limit) = procfs::nofile_limit() {
-            let fit = usize::try_from(limit.saturating_sub(512)).unwrap_or(usize::MAX);
-            if plan.idle > fit {
-                println!(
-                    "note: ulimit -n is {limit}; measuring {fit} idle connections instead of {}",
-                    plan.idle
-                );
-                plan.idle = fit;
-            }
-        }
+        plan.idle = procfs::idle_that_fit(plan.idle, 512);
         plan
     }
 }

@@ -99,16 +99,7 @@ impl Plan {
         };
         // Both processes hold one descriptor per idle connection, plus a
         // few dozen of their own.
-        if let Some(limit) = procfs::nofile_limit() {
-            let fit = usize::try_from(limit.saturating_sub(256)).unwrap_or(usize::MAX);
-            if plan.idle > fit {
-                println!(
-                    "note: ulimit -n is {limit}; measuring {fit} idle connections instead of {}",
-                    plan.idle
-                );
-                plan.idle = fit;
-            }
-        }
+        plan.idle = procfs::idle_that_fit(plan.idle, 256);
         plan
     }
 }

@@ -62,6 +62,24 @@ pub fn nofile_limit() -> Option<u64> {
         .ok()
 }
 
+/// How many idle connections fit under `ulimit -n` when each process holds
+/// one descriptor per connection plus `reserve` of its own: `wanted`, or
+/// fewer (saying so) when the limit is lower.
+#[allow(clippy::print_stdout, reason = "the reports say what they measure")]
+pub fn idle_that_fit(wanted: usize, reserve: u64) -> usize {
+    let Some(limit) = nofile_limit() else {
+        return wanted;
+    };
+    let fit = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    if wanted > fit {
+        println!(
+            "note: ulimit -n is {limit}; measuring {fit} idle connections instead of {wanted}"
+        );
+        return fit;
+    }
+    wanted
+}
+
 /// TCP sockets in TIME_WAIT that involve port `port` on 127.0.0.1, by side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeWait {
