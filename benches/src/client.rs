@@ -155,10 +155,21 @@ pub async fn churn_on(
     concurrency: usize,
     cycles: u64,
 ) -> BenchResult<Duration> {
+    run_cycles(concurrency, cycles, || cycle_on(addr, path, close_by)).await
+}
+
+/// Runs `cycle` `cycles` times, `concurrency` at a time (each of that many
+/// workers takes the next cycle when its last one is done), and returns
+/// the elapsed time. The first failed cycle fails the whole run.
+pub async fn run_cycles<F, Fut>(concurrency: usize, cycles: u64, cycle: F) -> BenchResult<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = BenchResult<()>>,
+{
     let next = AtomicU64::new(0);
     let worker = || async {
         while next.fetch_add(1, Ordering::Relaxed) < cycles {
-            cycle_on(addr, path, close_by).await?;
+            cycle().await?;
         }
         BenchResult::Ok(())
     };

@@ -5,9 +5,8 @@
 //! handshake, the cost a new client brings).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_std::net::TcpStream;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,7 +16,6 @@ use async_tungstenite::WebSocketStream;
 use futures_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use futures_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use futures_rustls::TlsConnector;
-use futures_util::future::try_join_all;
 use futures_util::StreamExt;
 
 use crate::client::{client_config, CYCLE_MESSAGE};
@@ -111,14 +109,5 @@ pub async fn churn(
     concurrency: usize,
     cycles: u64,
 ) -> BenchResult<Duration> {
-    let next = AtomicU64::new(0);
-    let worker = || async {
-        while next.fetch_add(1, Ordering::Relaxed) < cycles {
-            cycle(addr, tls).await?;
-        }
-        BenchResult::Ok(())
-    };
-    let start = Instant::now();
-    try_join_all((0..concurrency.max(1)).map(|_| worker())).await?;
-    Ok(start.elapsed())
+    crate::client::run_cycles(concurrency, cycles, || cycle(addr, tls)).await
 }

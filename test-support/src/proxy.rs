@@ -72,19 +72,10 @@ pub fn proxy_v2_raw(version_command: u8, family: u8, body: &[u8]) -> Vec<u8> {
 /// A TCP connection to `addr` from the loopback address `local` (any
 /// port), for a peer that is not 127.0.0.1.
 pub async fn connect_from(local: IpAddr, addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let connect = move || -> std::io::Result<std::net::TcpStream> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.bind(&SocketAddr::new(local, 0).into())?;
-        socket.connect(&addr.into())?;
-        let stream: std::net::TcpStream = socket.into();
-        stream.set_nonblocking(true)?;
-        Ok(stream)
-    };
-    let stream = within("tcp connect", async_std::task::spawn_blocking(connect))
-        .await
-        .expect("tcp connect");
-    TcpStream::from(stream)
+    crate::tcp::connect_configured(addr, move |socket| {
+        socket.bind(&SocketAddr::new(local, 0).into())
+    })
+    .await
 }
 
 /// Writes `prefix` (a PROXY header, say) on `tcp`.

@@ -105,21 +105,11 @@ impl RawPeer {
     /// server's writes yet fits in tungstenite's write buffer (128 KiB), so
     /// the server can hand its Close frame to tungstenite behind it.
     pub async fn connect_small_window(server: &TestServer, path: &str) -> RawPeer {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let addr = server.addr;
-        let connect = move || -> std::io::Result<std::net::TcpStream> {
-            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        let mut stream = crate::tcp::connect_configured(server.addr, |socket| {
             socket.set_recv_buffer_size(2048)?;
-            socket.set_mss(536)?;
-            socket.connect(&addr.into())?;
-            let stream: std::net::TcpStream = socket.into();
-            stream.set_nonblocking(true)?;
-            Ok(stream)
-        };
-        let stream = within("tcp connect", async_std::task::spawn_blocking(connect))
-            .await
-            .expect("tcp connect");
-        let mut stream = TcpStream::from(stream);
+            socket.set_mss(536)
+        })
+        .await;
         within(
             "write upgrade",
             stream.write_all(upgrade_request(path).as_bytes()),

@@ -10,6 +10,28 @@ use async_std::net::TcpStream;
 
 use crate::{within, within_for};
 
+/// A TCP connection to `addr` on a socket that `configure` sets up first
+/// (its options, the address it binds), connected on a blocking thread
+/// within the support's time limit.
+pub(crate) async fn connect_configured(
+    addr: SocketAddr,
+    configure: impl FnOnce(&socket2::Socket) -> std::io::Result<()> + Send + 'static,
+) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let connect = move || -> std::io::Result<std::net::TcpStream> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        configure(&socket)?;
+        socket.connect(&addr.into())?;
+        let stream: std::net::TcpStream = socket.into();
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    };
+    let stream = within("tcp connect", async_std::task::spawn_blocking(connect))
+        .await
+        .expect("tcp connect");
+    TcpStream::from(stream)
+}
+
 /// Reads and discards until the server ends the stream (EOF or reset),
 /// failing after `limit`; returns how many bytes arrived before the end.
 pub async fn wait_until_dropped(stream: &mut TcpStream, limit: Duration) -> usize {
