@@ -7,8 +7,7 @@
 //! Clients from a second address bind their socket to 127.0.0.2 (the whole
 //! 127.0.0.0/8 range is loopback on Linux) before connecting.
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,29 +16,12 @@ use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use futures_util::StreamExt;
-use socket2::{Domain, Protocol, Socket, Type};
 use wharf::{ConnectRate, Handler, RejectReason, Rejection, Request, Server};
 use wharf_test_support::*;
 
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const THIRD: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-
-/// A TCP connection to `to` from address `from` (any free port).
-async fn tcp_from(from: IpAddr, to: SocketAddr) -> TcpStream {
-    let connect = move || -> io::Result<std::net::TcpStream> {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        socket.bind(&SocketAddr::new(from, 0).into())?;
-        socket.connect(&to.into())?;
-        let stream: std::net::TcpStream = socket.into();
-        stream.set_nonblocking(true)?;
-        Ok(stream)
-    };
-    let stream = within("tcp connect", async_std::task::spawn_blocking(connect))
-        .await
-        .unwrap_or_else(|err| panic!("tcp connect from {from}: {err}"));
-    TcpStream::from(stream)
-}
 
 /// An upgrade request for `path` with extra header lines.
 fn request_with(path: &str, headers: &[(&str, &str)]) -> String {
@@ -55,7 +37,7 @@ fn request_with(path: &str, headers: &[(&str, &str)]) -> String {
 /// Sends `request` on a fresh connection from `from`; returns the response
 /// head and the stream (positioned after the head).
 async fn exchange_from(from: IpAddr, server: &TestServer, request: &str) -> (String, TcpStream) {
-    let mut stream = tcp_from(from, server.addr).await;
+    let mut stream = connect_from(from, server.addr).await;
     within("write request", stream.write_all(request.as_bytes()))
         .await
         .expect("write request");
@@ -69,7 +51,7 @@ async fn exchange_from(from: IpAddr, server: &TestServer, request: &str) -> (Str
 /// arrive anyway, before any request. Returns the head; checks the server
 /// then ends the stream.
 async fn refused_without_request(from: IpAddr, server: &TestServer) -> String {
-    let mut stream = tcp_from(from, server.addr).await;
+    let mut stream = connect_from(from, server.addr).await;
     let head = read_response_head(&mut stream)
         .await
         .expect("a refusal sent before any request");
@@ -86,7 +68,7 @@ fn has_header(head: &str, name: &str) -> bool {
 
 /// A tungstenite client connected from `from`, checked with one echo.
 async fn ws_from(from: IpAddr, server: &TestServer, path: &str) -> Client {
-    let tcp = tcp_from(from, server.addr).await;
+    let tcp = connect_from(from, server.addr).await;
     let (mut client, _) = within(
         "websocket handshake",
         async_tungstenite::client_async(server.url(path), tcp),
@@ -381,7 +363,7 @@ async fn a_refused_address_does_not_delay_others() {
         assert_eq!(status(&head), 429, "{head}");
     }
     // A refused socket that keeps writing is still answered and closed.
-    let mut stream = tcp_from(HOME, server.addr).await;
+    let mut stream = connect_from(HOME, server.addr).await;
     let _ = within("write", stream.write_all(upgrade_request("/").as_bytes())).await;
     let mut response = Vec::new();
     let _ = within("response", stream.read_to_end(&mut response)).await;
